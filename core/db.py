@@ -1,0 +1,77 @@
+"""PostgreSQL access: an asyncpg pool and tenant-scoped transactions.
+
+Row-level security keys on ``app.tenant_id``, set with ``set_config(..., true)`` so it
+lives exactly as long as the transaction: a pooled connection never carries one
+tenant's setting into another's work.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import orjson
+
+APP_ROLE = "buildpeer_app"
+
+
+class DatabaseUnavailable(RuntimeError):
+    """PostgreSQL cannot be reached; HTTP handlers turn this into 503."""
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typename in ("json", "jsonb"):
+        await conn.set_type_codec(
+            typename,
+            encoder=lambda v: orjson.dumps(v).decode(),
+            decoder=orjson.loads,
+            schema="pg_catalog",
+        )
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 20) -> asyncpg.Pool:
+    try:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
+            command_timeout=30,
+            max_inactive_connection_lifetime=300,
+        )
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise DatabaseUnavailable(str(exc)) from exc
+    assert pool is not None
+    return pool
+
+
+@asynccontextmanager
+async def tenant_transaction(
+    pool: asyncpg.Pool, tenant_id: uuid.UUID | str, *, readonly: bool = False
+) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction in which only ``tenant_id``'s rows exist."""
+    tenant = str(uuid.UUID(str(tenant_id)))
+    try:
+        async with pool.acquire() as conn, conn.transaction(readonly=readonly):
+            await conn.execute("SELECT set_config('app.tenant_id', $1, true)", tenant)
+            yield conn
+    except (
+        OSError,
+        asyncpg.exceptions.ConnectionDoesNotExistError,
+        asyncpg.exceptions.CannotConnectNowError,
+        asyncpg.exceptions.InterfaceError,
+    ) as exc:
+        raise DatabaseUnavailable(str(exc)) from exc
+
+
+async def all_tenant_ids(pool: asyncpg.Pool) -> list[uuid.UUID]:
+    """Every tenant id, for cross-tenant jobs that then work tenant by tenant."""
+    rows = await pool.fetch("SELECT all_tenant_ids() AS tenant_id")
+    return [row["tenant_id"] for row in rows]
+
+
+def record_to_dict(record: asyncpg.Record | None) -> dict[str, Any] | None:
+    return dict(record) if record is not None else None

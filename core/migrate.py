@@ -47,9 +47,7 @@ def available_migrations() -> list[Migration]:
 async def ensure_app_role(conn: asyncpg.Connection, password: str | None = None) -> None:
     exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", APP_ROLE)
     if not exists:
-        await conn.execute(
-            f"CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"
-        )
+        await conn.execute(f"CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE")
     if password is not None:
         await conn.execute(f"ALTER ROLE {APP_ROLE} PASSWORD {_literal(password)}")
 

@@ -178,24 +178,14 @@ class Settings:
     jwt_leeway_seconds: int = _setting(_int(0, 300), 10, "Clock skew allowed on exp")
     # uploads
     max_upload_bytes: int = _setting(_int(1), 5 * 1024**3, "Largest accepted upload")
-    single_put_max_bytes: int = _setting(
-        _int(1), 100 * 1024**2, "Above this, uploads must be multipart"
-    )
-    allowed_types: tuple[str, ...] = _setting(
-        _csv, DEFAULT_ALLOWED_TYPES, "Allowed declared MIME types"
-    )
+    single_put_max_bytes: int = _setting(_int(1), 100 * 1024**2, "Above this, uploads must be multipart")
+    allowed_types: tuple[str, ...] = _setting(_csv, DEFAULT_ALLOWED_TYPES, "Allowed declared MIME types")
     presign_expiry_seconds: int = _setting(_int(60, 7 * 86400), 900, "Validity of presigned URLs")
     s3_accelerate: bool = _setting(_bool, False, "Sign for the S3 Transfer Acceleration endpoint")
-    status_cache_ttl_seconds: int = _setting(
-        _int(1, 3600), 30, "Redis TTL of the upload status cache"
-    )
+    status_cache_ttl_seconds: int = _setting(_int(1, 3600), 30, "Redis TTL of the upload status cache")
     rate_limit_ip_per_minute: int = _setting(_int(0), 1000, "Requests per minute per IP (0 = off)")
-    rate_limit_tenant_per_minute: int = _setting(
-        _int(0), 20000, "Requests per minute per tenant (0 = off)"
-    )
-    stale_upload_hours: float = _setting(
-        _float(0.001), 24.0, "Abort multipart uploads idle this long"
-    )
+    rate_limit_tenant_per_minute: int = _setting(_int(0), 20000, "Requests per minute per tenant (0 = off)")
+    stale_upload_hours: float = _setting(_float(0.001), 24.0, "Abort multipart uploads idle this long")
     # pipeline
     clamd_url: str | None = _setting(
         _url("tcp", "unix"), None, "clamd address, tcp://host:port or unix:///path"
@@ -212,9 +202,7 @@ class Settings:
         _url("http", "https"), None, "FCM API base URL (tests and dev point at the emulator)"
     )
     smtp_url: str | None = _setting(_url("smtp", "smtps"), None, "SMTP server; unset = SES")
-    email_from: str = _setting(
-        str, "BuildPeer <no-reply@buildpeer.example>", "Sender of digest emails"
-    )
+    email_from: str = _setting(str, "BuildPeer <no-reply@buildpeer.example>", "Sender of digest emails")
     digest_hour: str = _setting(_hhmm, "08:00", "Local time digests are sent")
     digest_send_empty: bool = _setting(_bool, False, "Send a digest when nothing happened")
     default_timezone: str = _setting(_timezone, "America/Mexico_City", "Time zone of new tenants")
@@ -263,10 +251,6 @@ def describe() -> list[tuple[str, str, str]]:
     rows = []
     for f in fields(Settings):
         default = f.default
-        shown = (
-            ",".join(default)
-            if isinstance(default, tuple)
-            else ("" if default is None else str(default))
-        )
+        shown = ",".join(default) if isinstance(default, tuple) else ("" if default is None else str(default))
         rows.append((PREFIX + f.name.upper(), shown, f.metadata["doc"]))
     return rows

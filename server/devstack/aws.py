@@ -59,9 +59,7 @@ class Provisioned:
 
 def _queue(sqs: Any, name: str, attributes: dict[str, str]) -> tuple[str, str]:
     url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     return url, arn
 
 
@@ -115,18 +113,14 @@ def provision(settings: Settings, *, visibility_override: int | None = None) -> 
     )
 
     for spec in resources.PROCESSORS:
-        url, arn = _queue_with_dlq(
-            sqs, stack, spec.name, visibility_override or spec.visibility_timeout
-        )
+        url, arn = _queue_with_dlq(sqs, stack, spec.name, visibility_override or spec.visibility_timeout)
         out.queue_urls[spec.name], out.queue_arns[spec.name] = url, arn
     for consumer in resources.CONSUMERS:
         url, arn = _queue_with_dlq(sqs, stack, consumer.name, consumer.visibility_timeout)
         out.queue_urls[consumer.name], out.queue_arns[consumer.name] = url, arn
 
     for topic in resources.TOPICS:
-        out.topic_arns[topic] = sns.create_topic(Name=resources.topic_name(stack, topic))[
-            "TopicArn"
-        ]
+        out.topic_arns[topic] = sns.create_topic(Name=resources.topic_name(stack, topic))["TopicArn"]
         for consumer in resources.CONSUMERS:
             sns.subscribe(
                 TopicArn=out.topic_arns[topic],
@@ -149,9 +143,7 @@ def provision(settings: Settings, *, visibility_override: int | None = None) -> 
     )
     events.put_targets(
         Rule=rule,
-        Targets=[
-            {"Id": spec.name, "Arn": out.queue_arns[spec.name]} for spec in resources.PROCESSORS
-        ],
+        Targets=[{"Id": spec.name, "Arn": out.queue_arns[spec.name]} for spec in resources.PROCESSORS],
     )
 
     sender = settings.email_from.rsplit("<", 1)[-1].rstrip(">").strip()

@@ -209,6 +209,27 @@ class Settings:
     default_locale: str = _setting(_choice(*LOCALES), "es", "Locale of new tenants")
     # observability
     otel_exporter: str = _setting(_choice("none", "otlp", "console"), "none", "Trace exporter")
+    # real-time hub (server.realtime)
+    realtime_broker_url: str | None = _setting(
+        _url("redis", "rediss", "unix", "memory"),
+        None,
+        "Broker of the WebSocket hub: redis://… or memory:// (one process); unset = REDIS_URL",
+    )
+    realtime_ping_seconds: float = _setting(_float(0.05), 25.0, "Server ping interval on WebSockets")
+    realtime_pong_timeout_seconds: float = _setting(_float(0.05), 8.0, "Disconnect when no pong in this time")
+    realtime_max_queue_bytes: int = _setting(
+        _int(1024), 1024 * 1024, "Per-connection send queue; a client over it is disconnected (3008)"
+    )
+    realtime_max_frame_bytes: int = _setting(_int(256), 65536, "Largest accepted client frame")
+    realtime_history_size: int = _setting(_int(1), 300, "Publications kept per channel for recovery")
+    realtime_history_ttl_seconds: int = _setting(_int(1), 600, "Lifetime of a channel's history")
+    realtime_tenant_connection_limit: int = _setting(
+        _int(0), 10000, "WebSocket connections per tenant and process (0 = unlimited)"
+    )
+    realtime_shutdown_seconds: float = _setting(_float(0), 5.0, "Drain deadline at shutdown")
+    events_consumer_enabled: bool = _setting(_bool, True, "Run the SQS `events` consumer in this process")
+    events_wait_seconds: int = _setting(_int(0, 20), 20, "SQS long-poll wait of the events consumer")
+    events_concurrency: int = _setting(_int(1, 100), 8, "Events handled at once by the consumer")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -228,8 +249,8 @@ class Settings:
         return settings
 
     def _check(self) -> None:
-        if self.jwt_secret is not None and len(self.jwt_secret) < 16:
-            raise SettingsError(PREFIX + "JWT_SECRET", "must be at least 16 characters")
+        if self.jwt_secret is not None and len(self.jwt_secret) < 32:
+            raise SettingsError(PREFIX + "JWT_SECRET", "must be at least 32 characters")
         if self.db_pool_min > self.db_pool_max:
             raise SettingsError(PREFIX + "DB_POOL_MIN", "is larger than BUILDPEER_DB_POOL_MAX")
 

@@ -2,8 +2,6 @@
 -- forced on every tenant table, keyed on the transaction-local setting app.tenant_id.
 -- The application connects as buildpeer_app (no superuser, no BYPASSRLS, not the owner).
 
-CREATE EXTENSION IF NOT EXISTS pgcrypto;
-
 -- Tables created by this and later migrations are usable by the application role.
 ALTER DEFAULT PRIVILEGES GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO buildpeer_app;
 ALTER DEFAULT PRIVILEGES GRANT USAGE, SELECT ON SEQUENCES TO buildpeer_app;
@@ -195,3 +193,11 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
 $$;
 REVOKE ALL ON FUNCTION all_tenant_ids() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION all_tenant_ids() TO buildpeer_app;
+
+-- The admin CLI adds members by project id alone; this finds the project's tenant.
+CREATE FUNCTION project_tenant_id(p uuid) RETURNS uuid
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
+  SELECT tenant_id FROM projects WHERE project_id = p
+$$;
+REVOKE ALL ON FUNCTION project_tenant_id(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION project_tenant_id(uuid) TO buildpeer_app;

@@ -1,0 +1,120 @@
+"""The Starlette application factory: the composition root of the HTTP side.
+
+One lifespan opens PostgreSQL, Redis and the AWS clients in order, starts the
+background components, and closes everything in reverse order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any, Protocol
+
+import aioboto3
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import BaseRoute, Route
+
+from core.db import create_pool
+from core.publish import EventPublisher, MemoryPublisher
+from core.settings import Settings
+from server.auth import TokenVerifier
+from server.errors import EXCEPTION_HANDLERS
+from server.health import health
+from server.metrics import metrics_endpoint
+from server.middleware import RequestContextMiddleware
+from server.status_cache import StatusCache
+
+log = logging.getLogger(__name__)
+
+
+class Component(Protocol):
+    """A background part owned by the app: started after the clients open, stopped
+    (in reverse order) before they close. ``stop`` must drain within its own deadline."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def aws_client_kwargs(settings: Settings) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"region_name": settings.aws_region}
+    if settings.aws_endpoint_url:
+        kwargs.update(
+            endpoint_url=settings.aws_endpoint_url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+    return kwargs
+
+
+def _routes() -> list[BaseRoute]:
+    routes: list[BaseRoute] = [
+        Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+    ]
+    # Feature routes register here (one line each).
+    return routes
+
+
+def _components(app: Starlette) -> list[Component]:
+    components: list[Component] = []
+    # Feature components (hub, consumers, sweepers, schedulers) register here.
+    return components
+
+
+def create_app(settings: Settings, *, run_components: bool = True) -> Starlette:
+    """``run_components=False`` serves HTTP only (tests that drive components themselves)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            if not settings.database_url or not settings.redis_url:
+                raise RuntimeError("BUILDPEER_DATABASE_URL and BUILDPEER_REDIS_URL must be set")
+            app.state.pool = await create_pool(
+                settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+            )
+            stack.push_async_callback(app.state.pool.close)
+            app.state.redis = Redis.from_url(
+                settings.redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
+            )
+            stack.push_async_callback(app.state.redis.aclose)
+            app.state.status_cache = StatusCache(app.state.redis, settings.status_cache_ttl_seconds)
+            app.state.aws = aioboto3.Session()
+            aws_kwargs = aws_client_kwargs(settings)
+            app.state.s3 = await stack.enter_async_context(app.state.aws.client("s3", **aws_kwargs))
+            app.state.sqs = await stack.enter_async_context(app.state.aws.client("sqs", **aws_kwargs))
+            app.state.sns = await stack.enter_async_context(app.state.aws.client("sns", **aws_kwargs))
+            if run_components:
+                for component in _components(app):
+                    await component.start()
+                    stack.push_async_callback(component.stop)
+                    log.info("component started", extra={"component": component.name})
+            yield
+
+    app = Starlette(
+        routes=_routes(),
+        middleware=[
+            Middleware(RequestContextMiddleware),
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+                allow_headers=["*"],
+                expose_headers=["ETag", "X-Request-ID", "Retry-After"],
+                max_age=3600,
+            ),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.verifier = TokenVerifier(settings)
+    # Replaced by the real-time hub when it is wired in; progress events go through it.
+    app.state.publisher: EventPublisher = MemoryPublisher()
+    return app

@@ -1,0 +1,223 @@
+"""Session-wide real services (embedded PostgreSQL, Redis, moto over HTTP), started once
+with the same launchers as ``buildpeer dev`` and stopped at the end. Tests isolate by
+tenant: each makes its own tenants, so their rows, S3 keys and Redis keys never meet."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import uvicorn
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+
+from core.db import create_pool
+from core.migrate import migrate
+from core.settings import Settings
+from server import admin
+from server.app import create_app
+from server.auth import mint_token
+from server.devstack.aws import MotoServer, Provisioned, provision
+from server.devstack.postgres import EmbeddedPostgres
+from server.devstack.process import free_port, port_open, wait_until
+from server.devstack.redis import EmbeddedRedis
+
+JWT_SECRET = "test-secret-0123456789abcdef-0123456789"
+
+
+@dataclass
+class Stack:
+    pg: EmbeddedPostgres
+    redis: EmbeddedRedis
+    moto: MotoServer
+    settings: Settings
+    provisioned: Provisioned
+    base_dir: Path
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    base = tmp_path_factory.mktemp("stack")
+    pg = EmbeddedPostgres(base / "pg", port=free_port(), durable=False)
+    redis = EmbeddedRedis(base / "redis", port=free_port(), durable=False)
+    moto = MotoServer(port=free_port())
+    started: list[Any] = []
+    try:
+        for service in (pg, redis, moto):
+            service.start()
+            started.append(service)
+        settings = Settings(
+            database_url=pg.app_url(),
+            migrate_database_url=pg.owner_url,
+            redis_url=redis.url,
+            aws_endpoint_url=moto.url,
+            jwt_secret=JWT_SECRET,
+            stack="bptest",
+            bucket="bptest-uploads",
+            var_dir=base / "var",
+            rate_limit_ip_per_minute=0,
+            rate_limit_tenant_per_minute=0,
+        )
+        asyncio.run(migrate(pg.owner_url))
+        provisioned = provision(settings)
+        yield Stack(pg, redis, moto, settings, provisioned, base)
+    finally:
+        for service in reversed(started):
+            service.stop()
+
+
+@pytest.fixture
+def settings(stack: Stack) -> Settings:
+    return stack.settings
+
+
+@pytest.fixture(scope="session")
+async def pool(stack: Stack) -> AsyncIterator[asyncpg.Pool]:
+    assert stack.settings.database_url
+    p = await create_pool(stack.settings.database_url, min_size=1, max_size=10)
+    yield p
+    await p.close()
+
+
+@pytest.fixture(scope="session")
+async def owner_pool(stack: Stack) -> AsyncIterator[asyncpg.Pool]:
+    """The migration owner (superuser here): for assertions the app role cannot make."""
+    p = await create_pool(stack.pg.owner_url, min_size=1, max_size=2)
+    yield p
+    await p.close()
+
+
+@pytest.fixture(scope="session")
+async def redis(stack: Stack) -> AsyncIterator[Redis]:
+    assert stack.settings.redis_url
+    r = Redis.from_url(stack.settings.redis_url)
+    yield r
+    await r.aclose()
+
+
+@dataclass
+class TenantFixture:
+    tenant_id: uuid.UUID
+    projects: list[uuid.UUID]
+    users: dict[str, uuid.UUID]
+    tokens: dict[str, str]
+    settings: Settings
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def auth(self, role: str = "field_worker") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+
+async def create_tenant_fixture(
+    pool: asyncpg.Pool, settings: Settings, *, timezone: str = "America/Mexico_City", locale: str = "es"
+) -> TenantFixture:
+    """A tenant with two projects; ``admin``, ``field_worker`` and ``investor`` are members
+    of project 0; ``outsider`` (a field worker) belongs to no project."""
+    suffix = uuid.uuid4().hex[:8]
+    tenant = await admin.create_tenant(pool, f"Constructora {suffix}", timezone=timezone, locale=locale)
+    tid = uuid.UUID(tenant["tenant_id"])
+    projects = [
+        uuid.UUID((await admin.create_project(pool, tid, f"Obra {i} {suffix}"))["project_id"])
+        for i in range(2)
+    ]
+    users: dict[str, uuid.UUID] = {}
+    for key, role in (
+        ("admin", "admin"),
+        ("field_worker", "field_worker"),
+        ("investor", "investor"),
+        ("outsider", "field_worker"),
+    ):
+        row = await admin.create_user(pool, tid, f"{key}-{suffix}@example.com", role)
+        users[key] = uuid.UUID(row["user_id"])
+    for key in ("admin", "field_worker", "investor"):
+        await admin.add_member(pool, projects[0], users[key])
+    roles = {
+        "admin": "admin",
+        "field_worker": "field_worker",
+        "investor": "investor",
+        "outsider": "field_worker",
+    }
+    tokens = {key: mint_token(settings, user_id=users[key], tenant_id=tid, role=roles[key]) for key in users}
+    return TenantFixture(tid, projects, users, tokens, settings)
+
+
+@pytest.fixture
+async def make_tenant(pool: asyncpg.Pool, settings: Settings) -> Any:
+    async def factory(**kwargs: Any) -> TenantFixture:
+        return await create_tenant_fixture(pool, settings, **kwargs)
+
+    return factory
+
+
+@pytest.fixture
+async def tenant(make_tenant: Any) -> TenantFixture:
+    result: TenantFixture = await make_tenant()
+    return result
+
+
+async def _with_lifespan(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            yield c
+
+
+@pytest.fixture
+async def app(settings: Settings) -> Starlette:
+    return create_app(settings, run_components=False)
+
+
+@pytest.fixture
+async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    async for c in _with_lifespan(app):
+        yield c
+
+
+class LiveServer:
+    """A real uvicorn server in a thread on a free 127.0.0.1 port."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> LiveServer:
+        self.thread.start()
+        wait_until(lambda: self.server.started or not self.thread.is_alive(), 30, "uvicorn")
+        if not self.server.started:
+            raise RuntimeError("uvicorn failed to start")
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+@pytest.fixture
+def live_server(settings: Settings) -> Iterator[Any]:
+    """``live_server(app=None, settings=None)`` → a started :class:`LiveServer`; all are
+    stopped at the end of the test."""
+    servers: list[LiveServer] = []
+
+    def start(app: Starlette | None = None, settings_override: Settings | None = None) -> LiveServer:
+        server = LiveServer(app or create_app(settings_override or settings)).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+__all__ = ["JWT_SECRET", "LiveServer", "Stack", "TenantFixture", "port_open", "time"]

@@ -205,6 +205,20 @@ class Settings:
     email_from: str = _setting(str, "BuildPeer <no-reply@buildpeer.example>", "Sender of digest emails")
     digest_hour: str = _setting(_hhmm, "08:00", "Local time digests are sent")
     digest_send_empty: bool = _setting(_bool, False, "Send a digest when nothing happened")
+    push_consumer_enabled: bool = _setting(_bool, True, "Run the SQS `push` consumer in this process")
+    push_wait_seconds: int = _setting(_int(0, 20), 20, "SQS long-poll wait of the push consumer")
+    push_concurrency: int = _setting(_int(1, 100), 8, "FCM sends in flight at once")
+    push_ttl_seconds: int = _setting(_int(0, 28 * 86400), 86400, "Time to live of a push on FCM")
+    push_max_attempts: int = _setting(_int(1, 20), 5, "Tries per FCM send on 429/5xx before giving up")
+    push_max_retry_after_seconds: float = _setting(
+        _float(0), 30.0, "Longest Retry-After honoured inline; longer waits fail the message for redelivery"
+    )
+    digest_scheduler_enabled: bool = _setting(_bool, True, "Run the digest scheduler in this process")
+    digest_interval_seconds: float = _setting(_float(0.05), 60.0, "How often the digest scheduler looks")
+    digest_max_attempts: int = _setting(_int(1, 50), 5, "Send attempts per digest before giving up")
+    unsubscribe_secret: str | None = _setting(
+        str, None, "Key of one-click unsubscribe tokens; unset = derived from JWT_SECRET"
+    )
     default_timezone: str = _setting(_timezone, "America/Mexico_City", "Time zone of new tenants")
     default_locale: str = _setting(_choice(*LOCALES), "es", "Locale of new tenants")
     # observability

@@ -17,7 +17,11 @@ tenant_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("tenant_i
 upload_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("upload_id", default=None)
 
 _CONTEXT = {"request_id": request_id, "tenant_id": tenant_id, "upload_id": upload_id}
-_RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+_RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 class JsonFormatter(logging.Formatter):

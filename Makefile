@@ -1,0 +1,51 @@
+# `make run` and `make test` work on a fresh Debian machine with Python 3.11 and Node:
+# they create .venv, install the project, the Debian packages and the Node packages.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+NPM_DIRS := $(patsubst %/package-lock.json,%,$(wildcard tests/js/package-lock.json web/package-lock.json))
+
+.PHONY: run test lint format typecheck setup python-deps system-deps node-deps clean
+
+run: setup
+	$(BIN)/buildpeer dev
+
+test: setup
+	$(BIN)/pytest -q
+
+setup: python-deps system-deps node-deps
+
+python-deps: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+system-deps:
+	@scripts/system-packages.sh
+
+node-deps:
+	@for dir in $(NPM_DIRS); do \
+	  if [ ! -d $$dir/node_modules ] || [ $$dir/package-lock.json -nt $$dir/node_modules/.package-lock.json ]; then \
+	    echo "npm ci in $$dir"; (cd $$dir && npm ci --no-audit --no-fund --loglevel=error) || exit 1; \
+	  fi; \
+	done
+
+lint: python-deps
+	$(BIN)/ruff check core server processors subscribers tests bench infra
+	$(BIN)/ruff format --check core server processors subscribers tests bench infra
+
+format: python-deps
+	$(BIN)/ruff format core server processors subscribers tests bench infra
+	$(BIN)/ruff check --fix core server processors subscribers tests bench infra
+
+typecheck: python-deps
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

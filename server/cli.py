@@ -1,0 +1,69 @@
+"""The ``buildpeer`` command. Each sub-command lives in a module of ``server.commands``
+with a ``register(subparsers)`` function; the module list below is the whole CLI."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from core.settings import Settings, SettingsError
+
+COMMAND_MODULES = (
+    "server.commands.dev",
+    "server.commands.serve",
+    "server.commands.migrate",
+    "server.commands.admin",
+    # Feature commands register here (one line each).
+)
+
+DEV_ENV = Path("var") / "dev.env"
+
+
+def load_dev_env(path: Path = DEV_ENV) -> None:
+    """Variables written by ``buildpeer dev``, for those not already set."""
+    if not path.is_file():
+        return
+    for line in path.read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.strip() and not line.lstrip().startswith("#"):
+            os.environ.setdefault(name.strip(), value.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="buildpeer", description="BuildPeer uploads & notifications")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "skip_dev_env", False):
+        load_dev_env(Path(os.environ.get("BUILDPEER_VAR_DIR", "var")) / "dev.env")
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"buildpeer: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result: int = args.handler(args, settings)
+    except CommandError as exc:
+        print(f"buildpeer {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+class CommandError(Exception):
+    """A failure explained in one line; exit code 2."""
+
+
+if __name__ == "__main__":
+    sys.exit(main())

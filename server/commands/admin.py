@@ -1,0 +1,127 @@
+"""Administration commands: tenant, user, project, token (each with ``--json``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+from core.auth import Role
+from core.db import DatabaseUnavailable, create_pool
+from core.settings import LOCALES, Settings
+from server import admin
+from server.auth import mint_token
+from server.cli import CommandError
+from server.commands.output import add_json_flag, emit
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    tenant = subparsers.add_parser("tenant", help="manage tenants").add_subparsers(
+        dest="action", required=True
+    )
+    p = tenant.add_parser("create", help="create a tenant")
+    p.add_argument("--name", required=True)
+    p.add_argument("--timezone", default=None, help="IANA time zone (default: BUILDPEER_DEFAULT_TIMEZONE)")
+    p.add_argument("--locale", choices=LOCALES, default=None)
+    add_json_flag(p)
+    p.set_defaults(handler=_sync(_tenant_create))
+
+    user = subparsers.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
+    p = user.add_parser("create", help="create a user")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--email", required=True)
+    p.add_argument("--role", required=True, choices=[r.value for r in Role])
+    p.add_argument("--timezone", default=None)
+    p.add_argument("--locale", choices=LOCALES, default=None)
+    add_json_flag(p)
+    p.set_defaults(handler=_sync(_user_create))
+
+    project = subparsers.add_parser("project", help="manage projects").add_subparsers(
+        dest="action", required=True
+    )
+    p = project.add_parser("create", help="create a project")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--name", required=True)
+    add_json_flag(p)
+    p.set_defaults(handler=_sync(_project_create))
+    p = project.add_parser("add-member", help="add a user to a project")
+    p.add_argument("--project", required=True)
+    p.add_argument("--user", required=True)
+    add_json_flag(p)
+    p.set_defaults(handler=_sync(_project_add_member))
+
+    p = subparsers.add_parser("token", help="mint a dev JWT (HS256 with BUILDPEER_JWT_SECRET)")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--user", required=True)
+    p.add_argument("--role", required=True, choices=[r.value for r in Role])
+    p.add_argument("--ttl", type=int, default=3600 * 12, help="seconds (default 12 h)")
+    add_json_flag(p)
+    p.set_defaults(handler=_token)
+
+
+Handler = Callable[[asyncpg.Pool, argparse.Namespace, Settings], Awaitable[tuple[dict[str, Any], str]]]
+
+
+def _sync(handler: Handler) -> Callable[[argparse.Namespace, Settings], int]:
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        if not settings.database_url:
+            raise CommandError("BUILDPEER_DATABASE_URL is not set (start `buildpeer dev` or set it)")
+
+        async def go() -> tuple[dict[str, Any], str]:
+            try:
+                pool = await create_pool(settings.database_url or "", min_size=1, max_size=2)
+            except DatabaseUnavailable as exc:
+                raise CommandError(f"cannot reach the database: {exc}") from exc
+            try:
+                return await handler(pool, args, settings)
+            finally:
+                await pool.close()
+
+        try:
+            result, human = asyncio.run(go())
+        except (admin.AdminError, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+        emit(args, result, human)
+        return 0
+
+    return run
+
+
+async def _tenant_create(pool: asyncpg.Pool, args: argparse.Namespace, s: Settings) -> tuple[dict[str, Any], str]:
+    row = await admin.create_tenant(
+        pool, args.name, timezone=args.timezone or s.default_timezone, locale=args.locale or s.default_locale
+    )
+    return row, f"tenant {row['tenant_id']} ({row['name']})"
+
+
+async def _user_create(pool: asyncpg.Pool, args: argparse.Namespace, s: Settings) -> tuple[dict[str, Any], str]:
+    row = await admin.create_user(
+        pool, args.tenant, args.email, args.role, timezone=args.timezone, locale=args.locale
+    )
+    return row, f"user {row['user_id']} ({row['email']}, {row['role']})"
+
+
+async def _project_create(
+    pool: asyncpg.Pool, args: argparse.Namespace, s: Settings
+) -> tuple[dict[str, Any], str]:
+    row = await admin.create_project(pool, args.tenant, args.name)
+    return row, f"project {row['project_id']} ({row['name']})"
+
+
+async def _project_add_member(
+    pool: asyncpg.Pool, args: argparse.Namespace, s: Settings
+) -> tuple[dict[str, Any], str]:
+    row = await admin.add_member(pool, args.project, args.user)
+    return row, f"user {row['user_id']} is a member of project {row['project_id']}"
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        token = mint_token(settings, user_id=args.user, tenant_id=args.tenant, role=args.role, ttl_seconds=args.ttl)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    emit(args, {"token": token}, token)
+    return 0

@@ -1,0 +1,56 @@
+"""``buildpeer dev``: the whole system on one machine, on embedded defaults."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+from core.logging import configure_logging
+from core.settings import Settings
+from server.commands.serve import serve
+from server.devstack.stack import DevStack
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser("dev", help="start the all-in-one local stack")
+    parser.add_argument("--port", type=int, default=None)
+    # dev.env describes the *previous* run's services; dev starts its own.
+    parser.set_defaults(handler=run, skip_dev_env=True)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    configure_logging(settings.log_level)
+    if args.port:
+        settings = settings.replace(port=args.port)
+    stack = DevStack(settings)
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        settings = stack.start()
+        env_path = stack.write_env()
+        # Background processes of later features start here (worker, clamd, notifiers).
+        say = stack.say
+        say("")
+        say(f"BuildPeer dev stack on http://{settings.host}:{settings.port}  (Ctrl-C stops everything)")
+        say(f"  environment for other terminals: {env_path}")
+        say(f"  demo tenant {stack.demo['tenant_id']}, projects {', '.join(stack.demo['projects'])}")
+        for role, token in stack.tokens().items():
+            say(f"  token {role:<13} {token}")
+        say("")
+        serve(settings, host=settings.host, port=settings.port)
+    finally:
+        for child in reversed(children):
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        stack.stop()
+    return 0
+
+
+def spawn(args: list[str], env_file_vars: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A ``buildpeer`` sub-command as a child process sharing this stack's environment."""
+    return subprocess.Popen([sys.executable, "-m", "server.cli", *args], env={**os.environ, **env_file_vars})

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+
+from core.logging import configure_logging
+from core.settings import Settings
+from server.app import create_app
+from server.cli import CommandError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser("serve", help="run the API + WebSocket server")
+    parser.add_argument("--host", default=None)
+    parser.add_argument("--port", type=int, default=None)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if not settings.database_url or not settings.redis_url:
+        raise CommandError("BUILDPEER_DATABASE_URL and BUILDPEER_REDIS_URL must be set (or use `buildpeer dev`)")
+    if not settings.jwt_secret and not settings.jwt_jwks_url:
+        raise CommandError("BUILDPEER_JWT_SECRET or BUILDPEER_JWT_JWKS_URL must be set")
+    configure_logging(settings.log_level)
+    serve(settings, host=args.host or settings.host, port=args.port or settings.port)
+    return 0
+
+
+def serve(settings: Settings, *, host: str, port: int) -> None:
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,
+        proxy_headers=True,
+        timeout_graceful_shutdown=20,
+        ws_max_size=64 * 1024,
+    )

@@ -1,0 +1,153 @@
+"""``buildpeer dev``: start what is missing, provision, migrate, seed, write ``var/dev.env``.
+
+Everything it starts is recorded in start order and stopped in reverse by :meth:`stop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from core.db import create_pool, tenant_transaction
+from core.migrate import migrate
+from core.settings import Settings
+from server import admin
+from server.auth import mint_token
+from server.devstack.aws import MotoServer, provision
+from server.devstack.postgres import EmbeddedPostgres
+from server.devstack.redis import EmbeddedRedis
+
+log = logging.getLogger(__name__)
+
+DEMO_USERS = (
+    ("admin", "admin@demo.buildpeer.example"),
+    ("field_worker", "campo@demo.buildpeer.example"),
+    ("investor", "inversionista@demo.buildpeer.example"),
+)
+
+
+class DevStack:
+    def __init__(self, settings: Settings, *, say: Callable[[str], None] | None = None) -> None:
+        self.settings = settings
+        self.var = settings.var_dir.resolve()
+        self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+        self._stops: list[tuple[str, Callable[[], None]]] = []
+        self.demo: dict[str, Any] = {}
+
+    def _started(self, name: str, stop: Callable[[], None]) -> None:
+        self._stops.append((name, stop))
+
+    def start(self) -> Settings:
+        self.var.mkdir(parents=True, exist_ok=True)
+        s = self.settings
+        changes: dict[str, Any] = {}
+        if not s.jwt_secret and not s.jwt_jwks_url:
+            changes["jwt_secret"] = self._persistent_secret("jwt-secret")
+        if not s.database_url:
+            pg = EmbeddedPostgres(self.var / "postgres" / "data", durable=True)
+            pg.start()
+            self._started("postgres", pg.stop)
+            changes.update(database_url=pg.app_url(), migrate_database_url=pg.owner_url)
+            self.say(f"postgres    embedded, {pg.owner_url} (data in {pg.data_dir})")
+        if not s.redis_url:
+            rd = EmbeddedRedis(self.var / "redis", durable=True)
+            rd.start()
+            self._started("redis", rd.stop)
+            changes["redis_url"] = rd.url
+            self.say(f"redis       embedded, {rd.url}")
+        if not s.aws_endpoint_url:
+            moto = MotoServer()
+            moto.start()
+            self._started("moto", moto.stop)
+            changes["aws_endpoint_url"] = moto.url
+            self.say(f"aws         in-process moto server, {moto.url} (S3 objects live in memory)")
+        self.settings = s = s.replace(**changes)
+        applied = asyncio.run(migrate(s.owner_database_url or ""))
+        self.say(f"migrations  {len(applied)} applied")
+        provision(s)
+        self.say(f"resources   bucket {s.bucket}, queues and topics of stack {s.stack}")
+        self.demo = asyncio.run(self._seed())
+        return s
+
+    def _persistent_secret(self, name: str) -> str:
+        path = self.var / name
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    async def _seed(self) -> dict[str, Any]:
+        """The demo tenant: reused when ``var/demo.json`` names one that still exists."""
+        path = self.var / "demo.json"
+        pool = await create_pool(self.settings.database_url or "", min_size=1, max_size=2)
+        try:
+            if path.exists():
+                demo = json.loads(path.read_text())
+                async with tenant_transaction(pool, demo["tenant_id"]) as conn:
+                    if await conn.fetchval("SELECT 1 FROM tenants"):
+                        return dict(demo)
+            tenant = await admin.create_tenant(pool, "Constructora Demo", timezone="America/Mexico_City")
+            tid = tenant["tenant_id"]
+            projects = [
+                (await admin.create_project(pool, tid, name))["project_id"]
+                for name in ("Torre Reforma", "Residencial Paulista")
+            ]
+            users = {}
+            for role, email in DEMO_USERS:
+                users[role] = (await admin.create_user(pool, tid, email, role))["user_id"]
+                for project in projects:
+                    await admin.add_member(pool, project, users[role])
+            demo = {"tenant_id": tid, "projects": projects, "users": users}
+            path.write_text(json.dumps(demo, indent=2))
+            return demo
+        finally:
+            await pool.close()
+
+    def tokens(self, ttl_seconds: int = 12 * 3600) -> dict[str, str]:
+        return {
+            role: mint_token(
+                self.settings,
+                user_id=uuid.UUID(user_id),
+                tenant_id=self.demo["tenant_id"],
+                role=role,
+                ttl_seconds=ttl_seconds,
+            )
+            for role, user_id in self.demo["users"].items()
+        }
+
+    def write_env(self, extra: dict[str, str] | None = None) -> Path:
+        s = self.settings
+        values = {
+            "BUILDPEER_DATABASE_URL": s.database_url,
+            "BUILDPEER_MIGRATE_DATABASE_URL": s.migrate_database_url,
+            "BUILDPEER_REDIS_URL": s.redis_url,
+            "BUILDPEER_AWS_ENDPOINT_URL": s.aws_endpoint_url,
+            "BUILDPEER_JWT_SECRET": s.jwt_secret,
+            "BUILDPEER_BUCKET": s.bucket,
+            "BUILDPEER_STACK": s.stack,
+            "BUILDPEER_API_URL": f"http://{s.host}:{s.port}",
+            "BUILDPEER_TOKEN": self.tokens()["field_worker"],
+            "BUILDPEER_DEMO_PROJECT": self.demo["projects"][0],
+            **(extra or {}),
+        }
+        path = self.var / "dev.env"
+        lines = ["# written by `buildpeer dev`; CLI commands read it for unset variables"]
+        lines += [f"{k}={v}" for k, v in values.items() if v]
+        path.write_text("\n".join(lines) + "\n")
+        path.chmod(0o600)
+        return path
+
+    def stop(self) -> None:
+        while self._stops:
+            name, stop = self._stops.pop()
+            try:
+                stop()
+            except Exception:
+                log.exception("failed to stop %s", name)

@@ -1,0 +1,98 @@
+"""One SQS record through one processor: parse the S3 event, claim the step (idempotency),
+do the work, record the outcome, publish its events. Shared by every handler."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from core.events import Event
+from core.resources import PROCESSORS
+from processors.common import store
+from processors.common.outcome import Rejected, StepOutcome
+from processors.common.runtime import Runtime, runtime_for
+from processors.common.s3event import ObjectRef, object_ref
+from processors.common.store import UploadRow
+
+log = logging.getLogger(__name__)
+
+Work = Callable[[Runtime, ObjectRef, UploadRow], StepOutcome]
+_TIMEOUTS = {spec.name: spec.timeout_seconds for spec in PROCESSORS}
+
+
+def publish(runtime: Runtime, events: Iterable[Event]) -> None:
+    """Publish outbox events to their SNS topics, then mark them published."""
+    by_tenant: dict[Any, list[Any]] = {}
+    for event in events:
+        runtime.sns.publish(
+            TopicArn=runtime.topic_arn(event.type),
+            Message=event.to_json().decode(),
+            MessageAttributes={"type": {"DataType": "String", "StringValue": event.type.value}},
+        )
+        by_tenant.setdefault(event.tenant_id, []).append(event.id)
+    for tenant_id, ids in by_tenant.items():
+        runtime.run(store.mark_published(runtime.pool, tenant_id, ids))
+
+
+def delete_objects(runtime: Runtime, keys: list[str]) -> None:
+    for start in range(0, len(keys), 1000):
+        chunk = keys[start : start + 1000]
+        runtime.s3.delete_objects(
+            Bucket=runtime.settings.bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
+        )
+
+
+def process_record(runtime: Runtime, body: str, processor: str, work: Work) -> str:
+    """Process one message body; returns what happened (for logs and tests). Raises to
+    have the message retried (and dead-lettered after the third receive)."""
+    ref = object_ref(body)
+    if ref is None:
+        return "ignored: not an upload original"
+    if ref.bucket != runtime.settings.bucket:
+        return f"ignored: bucket {ref.bucket}"
+    claim = runtime.run(
+        store.claim(runtime.pool, ref, processor, in_progress_seconds=_TIMEOUTS.get(processor, 300))
+    )
+    if claim.kind == "duplicate":
+        publish(runtime, claim.pending)
+        return "duplicate"
+    if claim.kind != "run" or claim.upload is None:
+        log.info("step skipped", extra={"processor": processor, "key": ref.key, "why": claim.why})
+        return f"{claim.kind}: {claim.why}"
+    try:
+        outcome = work(runtime, ref, claim.upload)
+    except Rejected as exc:
+        outcome = StepOutcome.failed(exc.reason, exc.message)
+    except Exception as exc:
+        runtime.run(store.release(runtime.pool, ref, processor, f"{type(exc).__name__}: {exc}"))
+        raise
+    finished = runtime.run(store.finish(runtime.pool, ref, processor, outcome))
+    delete_objects(runtime, finished.delete_keys)
+    publish(runtime, finished.events)
+    return outcome.state
+
+
+def handle_batch(event: dict[str, Any], context: Any, processor: str, work: Work) -> dict[str, Any]:
+    """The Lambda entry point's body: an SQS batch in, ``{"batchItemFailures": [...]}`` out."""
+    runtime = runtime_for(context)
+    batch = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+    def record_handler(record: SQSRecord) -> None:
+        try:
+            outcome = process_record(runtime, record.body, processor, work)
+        except store.StepInProgress as exc:
+            log.info("step in progress; retrying later", extra={"processor": processor, "error": str(exc)})
+            raise
+        except Exception:
+            log.exception("record failed", extra={"processor": processor, "message_id": record.message_id})
+            raise
+        log.debug("record processed", extra={"processor": processor, "outcome": outcome})
+
+    response = process_partial_response(
+        event=event, record_handler=record_handler, processor=batch, context=context
+    )
+    return dict(response)

@@ -1,0 +1,59 @@
+"""Lambda: PDF first-page preview (≤ 800 px wide), text layer, OCR (spa+eng) when empty."""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any
+
+from core.keys import derived_key
+from processors.common.outcome import DerivativeFile, StepOutcome
+from processors.common.pipeline import handle_batch
+from processors.common.reducer import DOCUMENT
+from processors.common.runtime import Runtime
+from processors.common.s3event import ObjectRef
+from processors.common.store import UploadRow
+from processors.document.logic import process_pdf
+
+CHUNK_BYTES = 1024 * 1024
+
+
+def work(runtime: Runtime, ref: ObjectRef, upload: UploadRow) -> StepOutcome:
+    body = runtime.s3.get_object(**ref.get_kwargs())["Body"]
+    with tempfile.NamedTemporaryFile(suffix=".pdf") as tmp:
+        try:
+            for chunk in body.iter_chunks(CHUNK_BYTES):
+                tmp.write(chunk)
+        finally:
+            body.close()
+        tmp.flush()
+        result = process_pdf(tmp.name, ocr_max_pages=runtime.settings.ocr_max_pages)
+
+    def put(name: str, data: bytes, mime: str) -> str:
+        key = derived_key(ref.tenant_id, ref.project_id, ref.upload_id, name)
+        runtime.s3.put_object(Bucket=ref.bucket, Key=key, Body=data, ContentType=mime)
+        return key
+
+    preview_key = put("preview.png", result.preview_png, "image/png")
+    text_bytes = result.text.encode("utf-8")
+    text_key = put("text.txt", text_bytes, "text/plain; charset=utf-8")
+    facts = {"pages": result.pages, "text_source": result.text_source, "ocr_pages": result.ocr_pages}
+    return StepOutcome(
+        state="done",
+        result={**facts, "text_chars": len(result.text)},
+        metadata=facts,
+        derivatives=(
+            DerivativeFile(
+                "preview",
+                preview_key,
+                "image/png",
+                len(result.preview_png),
+                result.preview_width,
+                result.preview_height,
+            ),
+            DerivativeFile("text", text_key, "text/plain; charset=utf-8", len(text_bytes)),
+        ),
+    )
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return handle_batch(event, context, DOCUMENT, work)

@@ -1,0 +1,55 @@
+"""The security scan: ClamAV over the streamed bytes, then magic bytes vs the declared type."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from core.status import ReasonCode
+from processors.common.outcome import Rejected
+from processors.common.sniff import SNIFF_BYTES, matches_declared, sniff
+from processors.scan import clamd
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    infected: bool
+    signature: str | None
+    sniffed_type: str | None
+    scanned_bytes: int
+    type_ok: bool
+
+
+def check_declared(declared_type: str, allowed: Iterable[str], size: int, max_bytes: int) -> None:
+    """What can be refused before reading a byte."""
+    if declared_type.lower() not in {t.lower() for t in allowed}:
+        raise Rejected(ReasonCode.TYPE_NOT_ALLOWED, f"type {declared_type} is not allowed")
+    if size > max_bytes:
+        raise Rejected(ReasonCode.TOO_LARGE, f"{size} bytes exceeds the scan limit of {max_bytes}")
+
+
+def scan_stream(chunks: Iterable[bytes], *, declared_type: str, clamd_url: str, max_bytes: int) -> ScanResult:
+    """Stream ``chunks`` through clamd (never the whole file in memory), sniffing the head
+    on the way. Raises :class:`Rejected` (too large) or a clamd error (retry)."""
+    head = bytearray()
+    total = 0
+
+    def counted() -> Iterator[bytes]:
+        nonlocal total
+        for chunk in chunks:
+            if len(head) < SNIFF_BYTES:
+                head.extend(chunk[: SNIFF_BYTES - len(head)])
+            total += len(chunk)
+            if total > max_bytes:
+                raise Rejected(ReasonCode.TOO_LARGE, f"more than {max_bytes} bytes: over the scan limit")
+            yield chunk
+
+    verdict = clamd.instream(clamd_url, counted())
+    sniffed = sniff(bytes(head))
+    return ScanResult(
+        infected=verdict.infected,
+        signature=verdict.signature,
+        sniffed_type=sniffed,
+        scanned_bytes=total,
+        type_ok=matches_declared(declared_type, sniffed),
+    )

@@ -196,6 +196,9 @@ class Settings:
     )
     ocr_max_pages: int = _setting(_int(0, 100), 3, "Pages OCR'd when a PDF has no text layer")
     worker_concurrency: int = _setting(_int(1, 100), 4, "Concurrent handler invocations per queue")
+    image_max_pixels: int = _setting(
+        _int(1), 120_000_000, "Larger images fail as decompression bombs (width x height)"
+    )
     # notifications
     fcm_credentials: str | None = _setting(str, None, "Path of the FCM service-account JSON file")
     fcm_endpoint: str | None = _setting(

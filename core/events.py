@@ -116,11 +116,11 @@ def parse_event(payload: bytes | str | dict[str, Any]) -> Event:
     if raw.get("version") != SCHEMA_VERSION:
         raise InvalidEvent(f"version: expected {SCHEMA_VERSION}")
     try:
-        etype = EventType(raw.get("type"))
+        etype = EventType(str(raw.get("type")))
     except ValueError as exc:
         raise InvalidEvent("type: unknown event type") from exc
     try:
-        status = UploadStatus(raw.get("status"))
+        status = UploadStatus(str(raw.get("status")))
     except ValueError as exc:
         raise InvalidEvent("status: unknown status") from exc
     occurred = raw.get("occurred_at")

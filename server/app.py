@@ -116,5 +116,6 @@ def create_app(settings: Settings, *, run_components: bool = True) -> Starlette:
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings)
     # Replaced by the real-time hub when it is wired in; progress events go through it.
-    app.state.publisher: EventPublisher = MemoryPublisher()
+    publisher: EventPublisher = MemoryPublisher()
+    app.state.publisher = publisher
     return app

@@ -58,7 +58,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     codes = {404: "not_found", 405: "method_not_allowed"}
     return error_response(
-        exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), exc.headers
+        exc.status_code,
+        codes.get(exc.status_code, "http_error"),
+        str(exc.detail),
+        dict(exc.headers) if exc.headers else None,
     )
 
 

@@ -18,7 +18,7 @@ from server.cli import CommandError
 from server.commands.output import add_json_flag, emit
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     tenant = subparsers.add_parser("tenant", help="manage tenants").add_subparsers(
         dest="action", required=True
     )
@@ -90,14 +90,18 @@ def _sync(handler: Handler) -> Callable[[argparse.Namespace, Settings], int]:
     return run
 
 
-async def _tenant_create(pool: asyncpg.Pool, args: argparse.Namespace, s: Settings) -> tuple[dict[str, Any], str]:
+async def _tenant_create(
+    pool: asyncpg.Pool, args: argparse.Namespace, s: Settings
+) -> tuple[dict[str, Any], str]:
     row = await admin.create_tenant(
         pool, args.name, timezone=args.timezone or s.default_timezone, locale=args.locale or s.default_locale
     )
     return row, f"tenant {row['tenant_id']} ({row['name']})"
 
 
-async def _user_create(pool: asyncpg.Pool, args: argparse.Namespace, s: Settings) -> tuple[dict[str, Any], str]:
+async def _user_create(
+    pool: asyncpg.Pool, args: argparse.Namespace, s: Settings
+) -> tuple[dict[str, Any], str]:
     row = await admin.create_user(
         pool, args.tenant, args.email, args.role, timezone=args.timezone, locale=args.locale
     )
@@ -120,7 +124,9 @@ async def _project_add_member(
 
 def _token(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        token = mint_token(settings, user_id=args.user, tenant_id=args.tenant, role=args.role, ttl_seconds=args.ttl)
+        token = mint_token(
+            settings, user_id=args.user, tenant_id=args.tenant, role=args.role, ttl_seconds=args.ttl
+        )
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     emit(args, {"token": token}, token)

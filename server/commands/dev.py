@@ -13,7 +13,7 @@ from server.commands.serve import serve
 from server.devstack.stack import DevStack
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("dev", help="start the all-in-one local stack")
     parser.add_argument("--port", type=int, default=None)
     # dev.env describes the *previous* run's services; dev starts its own.

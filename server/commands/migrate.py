@@ -9,7 +9,7 @@ from server.cli import CommandError
 from server.commands.output import add_json_flag, emit
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("migrate", help="apply pending SQL migrations")
     add_json_flag(parser)
     parser.set_defaults(handler=run)

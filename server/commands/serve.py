@@ -10,7 +10,7 @@ from server.app import create_app
 from server.cli import CommandError
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("serve", help="run the API + WebSocket server")
     parser.add_argument("--host", default=None)
     parser.add_argument("--port", type=int, default=None)
@@ -19,7 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.database_url or not settings.redis_url:
-        raise CommandError("BUILDPEER_DATABASE_URL and BUILDPEER_REDIS_URL must be set (or use `buildpeer dev`)")
+        raise CommandError(
+            "BUILDPEER_DATABASE_URL and BUILDPEER_REDIS_URL must be set (or use `buildpeer dev`)"
+        )
     if not settings.jwt_secret and not settings.jwt_jwks_url:
         raise CommandError("BUILDPEER_JWT_SECRET or BUILDPEER_JWT_JWKS_URL must be set")
     configure_logging(settings.log_level)

@@ -45,7 +45,7 @@ def client(settings: Settings, service: str) -> Any:
     if settings.aws_endpoint_url:
         kwargs["endpoint_url"] = settings.aws_endpoint_url
         kwargs.update(DUMMY_CREDENTIALS)
-    return boto3.client(service, **kwargs)
+    return boto3.client(service, **kwargs)  # type: ignore[call-overload]
 
 
 @dataclass

@@ -34,7 +34,7 @@ def _run_dev(var_dir: Path, port: int) -> subprocess.Popen[bytes]:
         env=_env(var_dir, port),
         cwd=var_dir.parent,
         stdout=subprocess.DEVNULL,
-        stderr=open(var_dir.parent / "dev.log", "ab"),  # noqa: SIM115
+        stderr=open(var_dir.parent / "dev.log", "ab"),
     )
     wait_until(lambda: proc.poll() is not None or _healthy(f"http://127.0.0.1:{port}/health"), 120, "dev")
     assert proc.poll() is None, (var_dir.parent / "dev.log").read_text()[-2000:]
@@ -51,7 +51,12 @@ def _stop(proc: subprocess.Popen[bytes]) -> list[int]:
 def _cli(var_dir: Path, *args: str) -> dict[str, str]:
     out = subprocess.run(
         [sys.executable, "-m", "server.cli", *args, "--json"],
-        env=_env(var_dir, 0), cwd=var_dir.parent, capture_output=True, text=True, timeout=60, check=True,
+        env=_env(var_dir, 0),
+        cwd=var_dir.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     return dict(json.loads(out.stdout))
 
@@ -67,8 +72,11 @@ def test_dev_serves_health_and_keeps_data_between_runs(tmp_path: Path) -> None:
     finally:
         children = _stop(first)
     # Ctrl-C stopped every process it started (PostgreSQL, Redis, ...).
-    wait_until(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
-                               for p in children), 30, "children exit")
+    wait_until(
+        lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in children),
+        30,
+        "children exit",
+    )
 
     second = _run_dev(var_dir, port)
     try:

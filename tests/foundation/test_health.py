@@ -13,7 +13,7 @@ async def test_health_ok_with_everything_up(client: httpx.AsyncClient) -> None:
     assert response.headers["x-request-id"]
 
 
-async def test_health_503_naming_redis_when_redis_is_stopped(stack: Stack, live_server) -> None:
+def test_health_503_naming_redis_when_redis_is_stopped(stack: Stack, live_server) -> None:
     server = live_server()
     try:
         stack.redis.stop()

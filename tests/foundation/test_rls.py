@@ -85,4 +85,4 @@ async def test_app_role_cannot_read_migrations_or_alter_schema(pool: asyncpg.Poo
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await conn.execute("ALTER TABLE uploads DISABLE ROW LEVEL SECURITY")
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
-            await conn.execute("SET app.tenant_id = '%s'; DROP TABLE uploads" % uuid.uuid4())
+            await conn.execute(f"SET app.tenant_id = '{uuid.uuid4()}'; DROP TABLE uploads")

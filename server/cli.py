@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "server.commands.serve",
     "server.commands.migrate",
     "server.commands.admin",
+    "server.commands.worker",
     # Feature commands register here (one line each).
 )
 

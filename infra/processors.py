@@ -1,0 +1,256 @@
+"""The processors template: one Lambda function per :data:`core.resources.PROCESSORS` entry
+(memory and timeout from the seed), its SQS event source mapping with partial batch
+responses, its log group, and an IAM role that names only that function's own resources."""
+
+from __future__ import annotations
+
+from core import resources
+from infra.cfn import (
+    STACK,
+    Json,
+    bucket_parameter,
+    get_att,
+    logical_id,
+    queue_arn,
+    ref,
+    stack_parameter,
+    sub,
+    topic_arn,
+)
+
+RUNTIME = "python3.11"
+LOG_RETENTION_DAYS = 30
+# Messages per invocation: the heavy processors take one file at a time so a batch can never
+# outlast the function timeout; metadata is cheap and streams.
+BATCH_SIZE = {"scan": 1, "metadata": 10, "image": 5, "document": 1}
+ORIGINAL_KEYS = "tenant-*/project-*/uploads/*/original/*"
+DERIVED_KEYS = "tenant-*/project-*/uploads/*/derived/*"
+
+
+def handler(name: str) -> str:
+    return f"processors.{name}.handler.handler"
+
+
+def function_name(name: str) -> str:
+    return resources.queue_name(STACK, name)  # functions are named like their queues: ${Stack}-scan
+
+
+def _object_arn(keys: str) -> Json:
+    return sub(f"arn:${{AWS::Partition}}:s3:::${{BucketName}}/{keys}")
+
+
+def _s3_statements(name: str) -> list[Json]:
+    read = {
+        "Effect": "Allow",
+        "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+        "Resource": [_object_arn(ORIGINAL_KEYS)],
+    }
+    out = [read]
+    if name == "scan":  # infected → tag the original, delete derivatives
+        out.append(
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetObjectTagging", "s3:PutObjectTagging"],
+                "Resource": [_object_arn(ORIGINAL_KEYS)],
+            }
+        )
+        out.append(
+            {"Effect": "Allow", "Action": ["s3:DeleteObject"], "Resource": [_object_arn(DERIVED_KEYS)]}
+        )
+    if name in ("image", "document"):
+        out.append(
+            {
+                "Effect": "Allow",
+                "Action": ["s3:PutObject", "s3:GetObject"],
+                "Resource": [_object_arn(DERIVED_KEYS)],
+            }
+        )
+    return out
+
+
+def policy_statements(name: str) -> list[Json]:
+    """What processor ``name`` may do: its own queue, its own log group, the bucket's keys it
+    reads or writes, publish to the outcome topics, use the uploads key."""
+    fn = function_name(name)
+    return [
+        {
+            "Sid": "OwnQueue",
+            "Effect": "Allow",
+            "Action": [
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:ChangeMessageVisibility",
+                "sqs:GetQueueAttributes",
+            ],
+            "Resource": [queue_arn(resources.queue_name(STACK, name))],
+        },
+        {
+            "Sid": "OwnLogGroup",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": [
+                sub(
+                    f"arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:/aws/lambda/{fn}:*"
+                )
+            ],
+        },
+        *_s3_statements(name),
+        {
+            "Sid": "PublishOutcomes",
+            "Effect": "Allow",
+            "Action": ["sns:Publish"],
+            "Resource": [topic_arn(resources.topic_name(STACK, t)) for t in resources.TOPICS],
+        },
+        {
+            "Sid": "UploadsKey",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+            "Resource": [ref("UploadsKeyArn")],
+        },
+    ]
+
+
+def _environment(name: str) -> Json:
+    env: Json = {
+        "BUILDPEER_STACK": ref("Stack"),
+        "BUILDPEER_BUCKET": ref("BucketName"),
+        "BUILDPEER_AWS_REGION": ref("AWS::Region"),
+        "BUILDPEER_DATABASE_URL": sub("{{resolve:secretsmanager:${DatabaseUrlSecretArn}}}"),
+        "BUILDPEER_REDIS_URL": ref("RedisUrl"),
+        "BUILDPEER_OTEL_EXPORTER": ref("OtelExporter"),
+        "BUILDPEER_LOG_LEVEL": "INFO",
+        "POWERTOOLS_SERVICE_NAME": sub(f"${{Stack}}-{name}"),
+        "POWERTOOLS_METRICS_NAMESPACE": "BuildPeer",
+    }
+    if name == "scan":
+        env["BUILDPEER_CLAMD_URL"] = ref("ClamdUrl")
+    return env
+
+
+def _function_resources(spec: resources.ProcessorSpec) -> dict[str, Json]:
+    name = spec.name
+    fn, role, logs, esm = (
+        logical_id(name, s) for s in ("function", "role", "log-group", "event-source-mapping")
+    )
+    return {
+        logs: {
+            "Type": "AWS::Logs::LogGroup",
+            "DeletionPolicy": "Delete",
+            "UpdateReplacePolicy": "Delete",
+            "Properties": {
+                "LogGroupName": sub(f"/aws/lambda/{function_name(name)}"),
+                "RetentionInDays": LOG_RETENTION_DAYS,
+            },
+        },
+        role: {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "AssumeRolePolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "lambda.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                },
+                # ENI management for running inside the VPC (EC2 actions have no resource scope)
+                "ManagedPolicyArns": [
+                    sub("arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaENIManagementAccess")
+                ],
+                "Policies": [
+                    {
+                        "PolicyName": f"{name}-processor",
+                        "PolicyDocument": {"Version": "2012-10-17", "Statement": policy_statements(name)},
+                    }
+                ],
+            },
+        },
+        fn: {
+            "Type": "AWS::Lambda::Function",
+            "DependsOn": [logs],
+            "Properties": {
+                "FunctionName": sub(function_name(name)),
+                "Description": f"BuildPeer {name} processor",
+                "Runtime": RUNTIME,
+                "Architectures": ["x86_64"],
+                "Handler": handler(name),
+                "Code": {"S3Bucket": ref("CodeBucket"), "S3Key": ref("CodeKey")},
+                "Layers": {"Fn::If": ["HasLayers", ref("LayerArns"), ref("AWS::NoValue")]},
+                "MemorySize": spec.memory_mb,
+                "Timeout": spec.timeout_seconds,
+                "Role": get_att(role, "Arn"),
+                "VpcConfig": {"SubnetIds": ref("SubnetIds"), "SecurityGroupIds": [ref("SecurityGroupId")]},
+                "Environment": {"Variables": _environment(name)},
+                "TracingConfig": {"Mode": "PassThrough"},
+            },
+        },
+        esm: {
+            "Type": "AWS::Lambda::EventSourceMapping",
+            "Properties": {
+                "EventSourceArn": queue_arn(resources.queue_name(STACK, name)),
+                "FunctionName": ref(fn),
+                "BatchSize": BATCH_SIZE[name],
+                "FunctionResponseTypes": ["ReportBatchItemFailures"],
+                "ScalingConfig": {"MaximumConcurrency": ref("MaxConcurrency")},
+            },
+        },
+    }
+
+
+def template() -> Json:
+    res: dict[str, Json] = {}
+    outputs: dict[str, Json] = {}
+    for spec in resources.PROCESSORS:
+        res.update(_function_resources(spec))
+        outputs[logical_id(spec.name, "function-arn")] = {
+            "Value": get_att(logical_id(spec.name, "function"), "Arn")
+        }
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": (
+            "BuildPeer processors: one Lambda per processor fed by its SQS queue (partial batch"
+            " responses). GENERATED by `python -m infra.render` from core/resources.py; do not edit."
+        ),
+        "Parameters": {
+            "Stack": stack_parameter(),
+            "BucketName": bucket_parameter(),
+            "UploadsKeyArn": {"Type": "String", "Description": "KMS key of the bucket and topics"},
+            "CodeBucket": {"Type": "String", "Description": "S3 bucket holding the processors' zip"},
+            "CodeKey": {
+                "Type": "String",
+                "Description": "S3 key of the zip built by `python -m infra.package`",
+            },
+            "LayerArns": {
+                "Type": "CommaDelimitedList",
+                "Default": "",
+                "Description": "Lambda layers with native tools (Tesseract spa+eng) for the processors",
+            },
+            "SubnetIds": {"Type": "List<AWS::EC2::Subnet::Id>", "Description": "Private subnets"},
+            "SecurityGroupId": {"Type": "AWS::EC2::SecurityGroup::Id", "Description": "Processors' group"},
+            "DatabaseUrlSecretArn": {
+                "Type": "String",
+                "Description": "Secrets Manager secret holding the app-role PostgreSQL URL",
+            },
+            "RedisUrl": {"Type": "String", "Description": "rediss:// URL of the ElastiCache primary"},
+            "ClamdUrl": {"Type": "String", "Description": "tcp://host:3310 of the clamd service"},
+            "OtelExporter": {
+                "Type": "String",
+                "Default": "none",
+                "AllowedValues": ["none", "otlp", "console"],
+            },
+            "MaxConcurrency": {
+                "Type": "Number",
+                "Default": 25,
+                "MinValue": 2,
+                "MaxValue": 1000,
+                "Description": "Concurrent invocations per processor (seed: 0-100 in total over four)",
+            },
+        },
+        "Conditions": {
+            "HasLayers": {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", ref("LayerArns")]}, ""]}]}
+        },
+        "Resources": res,
+        "Outputs": outputs,
+    }

@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 from core.db import create_pool
 from core.publish import EventPublisher, MemoryPublisher
 from core.settings import Settings
+from server import realtime
 from server.auth import TokenVerifier
 from server.errors import EXCEPTION_HANDLERS
 from server.health import health
@@ -59,12 +60,16 @@ def _routes() -> list[BaseRoute]:
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
     # Feature routes register here (one line each).
+    routes += realtime.routes()
     return routes
 
 
 def _components(app: Starlette) -> list[Component]:
     components: list[Component] = []
     # Feature components (hub, consumers, sweepers, schedulers) register here.
+    components.append(realtime.RealtimeComponent(app))
+    if app.state.settings.events_consumer_enabled:
+        components.append(realtime.EventConsumer.for_app(app))
     return components
 
 

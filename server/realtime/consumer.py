@@ -1,0 +1,256 @@
+"""The hub's SQS consumer: upload events from the SNS topics → PostgreSQL → status cache →
+WebSocket channels.
+
+Queue ``{stack}-events`` is subscribed to the three SNS topics (raw delivery; the SNS
+envelope is accepted too). Per message: validate (a bad message is logged and left for the
+dead-letter queue), skip event ids already applied (``processed_events``, consumer
+``hub``), move the upload's status forward only (``can_transition``), write the new
+document through to the status cache and publish it. All of that happens in one tenant
+transaction, so a failed publish rolls back the dedupe record and the message is retried.
+Batches of ten, bounded concurrency, delete on success, backoff when SQS fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+from botocore.exceptions import BotoCoreError, ClientError
+from redis.exceptions import RedisError
+
+from core import resources
+from core.db import DatabaseUnavailable, tenant_transaction
+from core.events import Event, InvalidEvent, parse_event
+from core.publish import EventPublisher
+from core.status import ReasonCode, UploadStatus, can_transition
+from core.upload_view import UPLOAD_COLUMNS, upload_document
+from server import metrics
+from server.realtime.broker import BrokerUnavailable
+from server.status_cache import StatusCache
+
+log = logging.getLogger(__name__)
+
+CONSUMER = "hub"
+QUEUE = "events"
+
+
+class UploadNotFound(LookupError):
+    pass
+
+
+def unwrap_body(body: str) -> bytes | str:
+    """The event JSON of an SQS body: raw SNS delivery as is, or the ``Message`` of an SNS
+    ``Notification`` envelope."""
+    try:
+        outer = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body  # parse_event says why
+    if (
+        isinstance(outer, dict)
+        and outer.get("Type") == "Notification"
+        and isinstance(outer.get("Message"), str)
+    ):
+        return str(outer["Message"])
+    return body
+
+
+def _reason(event: Event) -> str | None:
+    if event.status not in (UploadStatus.FAILED, UploadStatus.QUARANTINED):
+        return None
+    raw = event.data.get("reason_code", event.data.get("reason"))
+    try:
+        return ReasonCode(str(raw)).value
+    except ValueError:
+        return ReasonCode.INFECTED.value if event.status is UploadStatus.QUARANTINED else None
+
+
+@dataclass
+class EventApplier:
+    """Applies one event; returns the upload document it published, or ``None``."""
+
+    pool: asyncpg.Pool
+    cache: StatusCache
+    publisher: EventPublisher
+
+    async def apply(self, event: Event) -> dict[str, Any] | None:
+        async with tenant_transaction(self.pool, event.tenant_id) as conn:
+            fresh = await conn.fetchval(
+                "INSERT INTO processed_events (tenant_id, consumer, event_id) VALUES ($1, $2, $3) "
+                "ON CONFLICT DO NOTHING RETURNING 1",
+                event.tenant_id,
+                CONSUMER,
+                event.id,
+            )
+            if not fresh:
+                log.info("event already applied", extra={"event_id": str(event.id)})
+                return None
+            row = await conn.fetchrow(
+                f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE upload_id = $1 FOR UPDATE", event.upload_id
+            )
+            if row is None or row["project_id"] != event.project_id:
+                raise UploadNotFound(f"upload {event.upload_id} not in project {event.project_id}")
+            if can_transition(row["status"], event.status):
+                reason = _reason(event)
+                row = await conn.fetchrow(
+                    f"UPDATE uploads SET status = $2, reason_code = COALESCE($3, reason_code), "
+                    f"version = version + 1, updated_at = now(), last_activity_at = now() "
+                    f"WHERE upload_id = $1 RETURNING {UPLOAD_COLUMNS}",
+                    event.upload_id,
+                    event.status.value,
+                    reason,
+                )
+                assert row is not None
+                metrics.UPLOADS_BY_STATUS.labels(event.status.value, reason or "").inc()
+            elif row["status"] != event.status.value:
+                log.info(
+                    "stale event ignored",
+                    extra={"event_id": str(event.id), "status": event.status.value, "current": row["status"]},
+                )
+                return None
+            kinds = [
+                r["kind"]
+                for r in await conn.fetch(
+                    "SELECT kind FROM derivatives WHERE upload_id = $1", event.upload_id
+                )
+            ]
+            document = upload_document(row, kinds)
+            await self.cache.put(event.tenant_id, document)
+            await self.publisher.publish(event, document)  # type: ignore[call-arg]
+            return document
+
+
+class EventConsumer:
+    """Background component polling the ``events`` queue."""
+
+    name = "events-consumer"
+
+    def __init__(
+        self,
+        *,
+        sqs: Any,
+        queue_name: str,
+        applier: EventApplier,
+        wait_seconds: int = 20,
+        concurrency: int = 8,
+        stop_timeout: float = 5.0,
+    ) -> None:
+        self.sqs = sqs
+        self.queue_name = queue_name
+        self.applier = applier
+        self.wait_seconds = wait_seconds
+        self.stop_timeout = stop_timeout
+        self._limit = asyncio.Semaphore(concurrency)
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.handled = 0
+
+    @classmethod
+    def for_app(cls, app: Any) -> EventConsumer:
+        state = app.state
+        settings = state.settings
+        return cls(
+            sqs=state.sqs,
+            queue_name=resources.queue_name(settings.stack, QUEUE),
+            applier=EventApplier(state.pool, state.status_cache, _LatePublisher(app)),
+            wait_seconds=settings.events_wait_seconds,
+            concurrency=settings.events_concurrency,
+            stop_timeout=settings.realtime_shutdown_seconds,
+        )
+
+    async def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name="events-consumer")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), self.stop_timeout)
+        except TimeoutError:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None
+
+    async def _run(self) -> None:
+        delay = 0.1
+        queue_url: str | None = None
+        while not self._stopping:
+            try:
+                if queue_url is None:
+                    queue_url = (await self.sqs.get_queue_url(QueueName=self.queue_name))["QueueUrl"]
+                response = await self.sqs.receive_message(
+                    QueueUrl=queue_url,
+                    MaxNumberOfMessages=10,
+                    WaitTimeSeconds=self.wait_seconds,
+                    AttributeNames=["ApproximateReceiveCount"],
+                )
+                messages = response.get("Messages", [])
+                if messages:
+                    await self._handle_batch(queue_url, messages)
+                delay = 0.1
+            except asyncio.CancelledError:
+                raise
+            except (BotoCoreError, ClientError, OSError) as exc:
+                log.warning("events queue unavailable (retrying in %.1fs): %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 20.0)
+            except Exception:
+                log.exception("events consumer: unexpected error (retrying)")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 20.0)
+
+    async def _handle_batch(self, queue_url: str, messages: list[dict[str, Any]]) -> None:
+        outcomes = await asyncio.gather(*(self._guarded(m) for m in messages))
+        done = [m for m, ok in zip(messages, outcomes, strict=True) if ok]
+        if not done:
+            return
+        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)]
+        result = await self.sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+        for failure in result.get("Failed", []):
+            log.warning("events consumer: delete failed: %s", failure)
+
+    async def _guarded(self, message: dict[str, Any]) -> bool:
+        async with self._limit:
+            ok, outcome = await self.handle(message.get("Body", ""))
+        metrics.SQS_MESSAGES.labels(QUEUE, outcome).inc()
+        self.handled += 1
+        return ok
+
+    async def handle(self, body: str) -> tuple[bool, str]:
+        """(delete the message?, outcome label). Never raises."""
+        try:
+            event = parse_event(unwrap_body(body))
+        except InvalidEvent as exc:
+            log.warning("events consumer: invalid event left for the dead-letter queue: %s", exc)
+            return False, "invalid"
+        try:
+            document = await self.applier.apply(event)
+        except UploadNotFound as exc:
+            log.warning("events consumer: %s; left for the dead-letter queue", exc)
+            return False, "unknown_upload"
+        except (DatabaseUnavailable, BrokerUnavailable, RedisError, asyncpg.PostgresError, OSError) as exc:
+            log.warning("events consumer: event %s not applied, will retry: %s", event.id, exc)
+            return False, "retry"
+        except Exception:
+            log.exception("events consumer: event %s failed", event.id)
+            return False, "error"
+        return True, "applied" if document is not None else "skipped"
+
+
+class _LatePublisher:
+    """The app's publisher as of publish time (the hub replaces the default at start)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def publish(self, event: Event, upload: dict[str, Any] | None = None) -> None:
+        publisher = self.app.state.publisher
+        if hasattr(publisher, "broker"):
+            await publisher.publish(event, upload)
+        else:
+            await publisher.publish(event)

@@ -3,6 +3,9 @@ matches the type the client declared. Never trusts a file name or a header the c
 
 from __future__ import annotations
 
+from core.status import ReasonCode
+from processors.common.outcome import Rejected
+
 SNIFF_BYTES = 4096
 
 _OOXML = (
@@ -77,3 +80,15 @@ def matches_declared(declared: str, sniffed: str | None) -> bool:
 
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/heic", "image/heif"})
 DOCUMENT_TYPES = frozenset({"application/pdf"})
+
+
+def require_declared(declared: str, head: bytes) -> str | None:
+    """For processors that parse the content: refuse bytes that are not what was declared
+    (the scan reports the same reason; whichever finishes first, the upload's reason is
+    ``type_mismatch``, never a parser error about a file of another kind)."""
+    sniffed = sniff(head)
+    if not matches_declared(declared, sniffed):
+        raise Rejected(
+            ReasonCode.TYPE_MISMATCH, f"content is {sniffed or 'unrecognised'}, declared {declared}"
+        )
+    return sniffed

@@ -11,6 +11,7 @@ from processors.common.pipeline import handle_batch
 from processors.common.reducer import DOCUMENT
 from processors.common.runtime import Runtime
 from processors.common.s3event import ObjectRef
+from processors.common.sniff import SNIFF_BYTES, require_declared
 from processors.common.store import UploadRow
 from processors.document.logic import process_pdf
 
@@ -26,6 +27,8 @@ def work(runtime: Runtime, ref: ObjectRef, upload: UploadRow) -> StepOutcome:
         finally:
             body.close()
         tmp.flush()
+        tmp.seek(0)
+        require_declared(upload.declared_type, tmp.read(SNIFF_BYTES))
         result = process_pdf(tmp.name, ocr_max_pages=runtime.settings.ocr_max_pages)
 
     def put(name: str, data: bytes, mime: str) -> str:

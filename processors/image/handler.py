@@ -11,6 +11,7 @@ from processors.common.pipeline import handle_batch
 from processors.common.reducer import IMAGE
 from processors.common.runtime import Runtime
 from processors.common.s3event import ObjectRef
+from processors.common.sniff import SNIFF_BYTES, require_declared
 from processors.common.store import UploadRow
 from processors.image.logic import make_thumbnails
 
@@ -26,6 +27,8 @@ def work(runtime: Runtime, ref: ObjectRef, upload: UploadRow) -> StepOutcome:
                 spool.write(chunk)
         finally:
             body.close()
+        spool.seek(0)
+        require_declared(upload.declared_type, spool.read(SNIFF_BYTES))
         spool.seek(0)
         result = make_thumbnails(spool, max_pixels=runtime.settings.image_max_pixels)
     derivatives = []

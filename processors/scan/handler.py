@@ -13,7 +13,7 @@ from processors.common.runtime import Runtime
 from processors.common.s3event import ObjectRef
 from processors.common.store import UploadRow
 from processors.scan import clamd
-from processors.scan.logic import check_declared, scan_stream
+from processors.scan.logic import check_size, scan_stream, type_problem
 
 CHUNK_BYTES = 1024 * 1024
 QUARANTINE_TAG = {"Key": "buildpeer-quarantine", "Value": "infected"}
@@ -39,14 +39,13 @@ def quarantine(runtime: Runtime, ref: ObjectRef) -> int:
 
 def work(runtime: Runtime, ref: ObjectRef, upload: UploadRow) -> StepOutcome:
     settings = runtime.settings
-    check_declared(upload.declared_type, settings.allowed_types, ref.size, settings.scan_max_bytes)
+    check_size(ref.size, settings.scan_max_bytes)
     if not settings.clamd_url:
         raise clamd.ClamdUnavailable("BUILDPEER_CLAMD_URL is not set; refusing to call anything clean")
     body = runtime.s3.get_object(**ref.get_kwargs())["Body"]
     try:
         result = scan_stream(
             body.iter_chunks(CHUNK_BYTES),
-            declared_type=upload.declared_type,
             clamd_url=settings.clamd_url,
             max_bytes=settings.scan_max_bytes,
         )
@@ -61,12 +60,9 @@ def work(runtime: Runtime, ref: ObjectRef, upload: UploadRow) -> StepOutcome:
             quarantine=True,
             result={**facts, "signature": result.signature, "derivatives_deleted": deleted},
         )
-    if not result.type_ok:
-        return StepOutcome.failed(
-            ReasonCode.TYPE_MISMATCH,
-            f"content is {result.sniffed_type or 'unrecognised'}, declared {upload.declared_type}",
-            **facts,
-        )
+    problem = type_problem(upload.declared_type, settings.allowed_types, result.sniffed_type)
+    if problem is not None:
+        return StepOutcome.failed(problem.reason, problem.message, **facts)
     return StepOutcome(state="done", result={**facts, "clean": True}, sniffed_type=result.sniffed_type)
 
 

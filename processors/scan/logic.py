@@ -17,18 +17,26 @@ class ScanResult:
     signature: str | None
     sniffed_type: str | None
     scanned_bytes: int
-    type_ok: bool
 
 
-def check_declared(declared_type: str, allowed: Iterable[str], size: int, max_bytes: int) -> None:
-    """What can be refused before reading a byte."""
-    if declared_type.lower() not in {t.lower() for t in allowed}:
-        raise Rejected(ReasonCode.TYPE_NOT_ALLOWED, f"type {declared_type} is not allowed")
+def check_size(size: int, max_bytes: int) -> None:
+    """Refused before reading a byte: a file clamd would not be given whole is never clean."""
     if size > max_bytes:
         raise Rejected(ReasonCode.TOO_LARGE, f"{size} bytes exceeds the scan limit of {max_bytes}")
 
 
-def scan_stream(chunks: Iterable[bytes], *, declared_type: str, clamd_url: str, max_bytes: int) -> ScanResult:
+def type_problem(declared_type: str, allowed: Iterable[str], sniffed: str | None) -> Rejected | None:
+    """Why the content may not be accepted as ``declared_type`` (None when it may)."""
+    if declared_type.lower() not in {t.lower() for t in allowed}:
+        return Rejected(ReasonCode.TYPE_NOT_ALLOWED, f"type {declared_type} is not allowed")
+    if not matches_declared(declared_type, sniffed):
+        return Rejected(
+            ReasonCode.TYPE_MISMATCH, f"content is {sniffed or 'unrecognised'}, declared {declared_type}"
+        )
+    return None
+
+
+def scan_stream(chunks: Iterable[bytes], *, clamd_url: str, max_bytes: int) -> ScanResult:
     """Stream ``chunks`` through clamd (never the whole file in memory), sniffing the head
     on the way. Raises :class:`Rejected` (too large) or a clamd error (retry)."""
     head = bytearray()
@@ -51,5 +59,4 @@ def scan_stream(chunks: Iterable[bytes], *, declared_type: str, clamd_url: str, 
         signature=verdict.signature,
         sniffed_type=sniffed,
         scanned_bytes=total,
-        type_ok=matches_declared(declared_type, sniffed),
     )

@@ -21,13 +21,14 @@ from starlette.routing import BaseRoute, Route
 from core.db import create_pool
 from core.publish import EventPublisher, MemoryPublisher
 from core.settings import Settings
-from server import realtime
+from server import openapi, realtime, uploads
 from server.auth import TokenVerifier
 from server.errors import EXCEPTION_HANDLERS
 from server.health import health
 from server.metrics import metrics_endpoint
 from server.middleware import RequestContextMiddleware
 from server.status_cache import StatusCache
+from server.uploads.ratelimit import RateLimitMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,17 @@ def aws_client_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
+openapi.document_builtin(health, metrics_endpoint)
+
+
 def _routes() -> list[BaseRoute]:
     routes: list[BaseRoute] = [
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
     # Feature routes register here (one line each).
+    routes += uploads.routes()
+    routes.append(Route("/openapi.json", openapi.openapi_json, methods=["GET"]))
     routes += realtime.routes()
     return routes
 
@@ -67,6 +73,7 @@ def _routes() -> list[BaseRoute]:
 def _components(app: Starlette) -> list[Component]:
     components: list[Component] = []
     # Feature components (hub, consumers, sweepers, schedulers) register here.
+    components += uploads.components(app.state)
     components.append(realtime.RealtimeComponent(app))
     if app.state.settings.events_consumer_enabled:
         components.append(realtime.EventConsumer.for_app(app))
@@ -114,6 +121,7 @@ def create_app(settings: Settings, *, run_components: bool = True) -> Starlette:
                 expose_headers=["ETag", "X-Request-ID", "Retry-After"],
                 max_age=3600,
             ),
+            Middleware(RateLimitMiddleware),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

@@ -1,0 +1,32 @@
+"""Uploads: Companion-compatible presign routes, native status/progress routes, the
+rate limiter and the stale-upload sweeper (issue 3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.routing import BaseRoute, Route
+
+from server.uploads import companion, docs, native, status
+from server.uploads.sweeper import StaleUploadSweeper
+
+docs.document()
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/s3/params", companion.get_params, methods=["GET"]),
+        Route("/s3/multipart", companion.create_multipart, methods=["POST"]),
+        Route("/s3/multipart/{uploadId}/batch", companion.sign_batch, methods=["GET"]),
+        Route("/s3/multipart/{uploadId}/complete", companion.complete, methods=["POST"]),
+        Route("/s3/multipart/{uploadId}/{partNumber}", companion.sign_part, methods=["GET"]),
+        Route("/s3/multipart/{uploadId}", companion.list_parts, methods=["GET"]),
+        Route("/s3/multipart/{uploadId}", companion.abort, methods=["DELETE"]),
+        Route("/api/v1/uploads/{upload_id}", status.upload_status, methods=["GET"]),
+        Route("/api/v1/uploads/{upload_id}/progress", native.report_progress, methods=["POST"]),
+        Route("/api/v1/projects/{project_id}/uploads", native.project_uploads, methods=["GET"]),
+    ]
+
+
+def components(app_state: Any) -> list[Any]:
+    return [StaleUploadSweeper(app_state)]

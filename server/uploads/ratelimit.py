@@ -1,0 +1,108 @@
+"""Request rate limits in Redis: per client IP and per tenant, fixed one-minute windows
+shared by every server instance. Over the limit: 429 with ``Retry-After``.
+
+Pure ASGI middleware. The tenant comes from a *verified* bearer token (an unverified
+``tid`` would let anyone spend another tenant's budget); requests without one count
+against their IP only. Health checks, metrics and CORS preflights are not counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from core.settings import Settings
+from server.auth import AuthError, TokenVerifier
+
+log = logging.getLogger(__name__)
+WINDOW_SECONDS = 60
+EXEMPT_PATHS = frozenset({"/health", "/metrics"})
+
+
+def window_key(kind: str, ident: str, window: int) -> str:
+    return f"bp:rl:{kind}:{ident}:{window}"
+
+
+class RateLimitMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] == "OPTIONS" or scope["path"] in EXEMPT_PATHS:
+            await self.app(scope, receive, send)
+            return
+        state = scope["app"].state
+        settings: Settings = state.settings
+        redis: Redis | None = getattr(state, "redis", None)
+        checks: list[tuple[str, str, int]] = []
+        if settings.rate_limit_ip_per_minute and scope.get("client"):
+            checks.append(("ip", scope["client"][0], settings.rate_limit_ip_per_minute))
+        if settings.rate_limit_tenant_per_minute:
+            tenant = _tenant(scope, state.verifier)
+            if tenant:
+                checks.append(("tenant", tenant, settings.rate_limit_tenant_per_minute))
+        if checks and redis is not None:
+            retry_after = await _over_limit(redis, checks)
+            if retry_after:
+                await _reject(send, retry_after)
+                return
+        await self.app(scope, receive, send)
+
+
+def _tenant(scope: Scope, verifier: TokenVerifier) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                return None
+            try:
+                return str(verifier.verify(token.strip()).tenant_id)
+            except AuthError:
+                return None  # the route answers 401; the IP limit still counts it
+    return None
+
+
+async def _over_limit(redis: Redis, checks: list[tuple[str, str, int]]) -> int:
+    """Count this request in each window; seconds until the window ends when over."""
+    now = time.time()
+    window = int(now // WINDOW_SECONDS)
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for kind, ident, _ in checks:
+                key = window_key(kind, ident, window)
+                pipe.incr(key)
+                pipe.expire(key, WINDOW_SECONDS + 5)
+            results = await pipe.execute()
+    except RedisError as exc:  # fail open: a Redis hiccup must not take the API down
+        log.warning("rate limiter unavailable", extra={"error": str(exc)})
+        return 0
+    for index, (_, _, limit) in enumerate(checks):
+        if int(results[index * 2]) > limit:
+            return max(1, int((window + 1) * WINDOW_SECONDS - now + 0.999))
+    return 0
+
+
+async def _reject(send: Send, retry_after: int) -> None:
+    body = orjson.dumps(
+        {
+            "error": {"code": "rate_limited", "message": f"too many requests; retry in {retry_after} s"},
+            "message": f"too many requests; retry in {retry_after} s",
+        }
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(retry_after).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

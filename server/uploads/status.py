@@ -1,0 +1,97 @@
+"""``GET /api/v1/uploads/{id}``: the status document through Redis.
+
+A poll is one Redis round trip (``MGET`` of the document and the caller's cached right to
+read it); only a miss reads PostgreSQL, in one statement, and refills both keys. Another
+tenant's id is a different Redis key and invisible in PostgreSQL: 404.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import asyncpg
+import orjson
+from prometheus_client import Counter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from core.auth import Principal
+from core.db import tenant_transaction
+from core.upload_view import upload_document
+from server.errors import forbidden, not_found
+from server.permissions import authenticate, parse_uuid
+from server.status_cache import StatusCache, cache_key
+from server.uploads import store
+
+STATUS_DB_READS = Counter(
+    "buildpeer_upload_status_db_reads_total", "Upload status reads that missed Redis and read PostgreSQL"
+)
+_ALLOWED = b"1"
+_DENIED = b"0"
+
+
+def access_key(tenant_id: uuid.UUID, user_id: uuid.UUID, upload_id: uuid.UUID) -> str:
+    return f"bp:upload-access:{tenant_id}:{user_id}:{upload_id}"
+
+
+def etag_of(raw: bytes) -> str:
+    return '"' + hashlib.blake2b(raw, digest_size=12).hexdigest() + '"'
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in if_none_match.split(","))
+
+
+async def _read_through(
+    pool: asyncpg.Pool, cache: StatusCache, principal: Principal, upload_id: uuid.UUID, raw: bytes | None
+) -> tuple[bytes | None, bool]:
+    STATUS_DB_READS.inc()
+    async with tenant_transaction(pool, principal.tenant_id, readonly=True) as conn:
+        row = await store.load_for_status(conn, upload_id, principal.user_id)
+    if row is None:
+        return None, False
+    allowed = principal.is_admin or bool(row["is_member"])
+    if raw is None:
+        raw = await cache.put(principal.tenant_id, upload_document(row, list(row["derivative_kinds"])))
+    await cache.redis.set(
+        access_key(principal.tenant_id, principal.user_id, upload_id),
+        _ALLOWED if allowed else _DENIED,
+        ex=cache.ttl,
+    )
+    return raw, allowed
+
+
+async def upload_status(request: Request) -> Response:
+    principal = await authenticate(request)
+    upload_id = parse_uuid(request.path_params["upload_id"], "upload")
+    cache: StatusCache = request.app.state.status_cache
+    if principal.is_admin:
+        raw = await cache.get_raw(principal.tenant_id, upload_id)
+        allowed: bool | None = True
+    else:
+        raw, right = await cache.redis.mget(
+            cache_key(principal.tenant_id, upload_id),
+            access_key(principal.tenant_id, principal.user_id, upload_id),
+        )
+        allowed = None if right is None else right == _ALLOWED
+    if raw is None or allowed is None:
+        raw, allowed = await _read_through(request.app.state.pool, cache, principal, upload_id, raw)
+        if raw is None:
+            raise not_found("upload")
+    if not allowed:
+        raise forbidden("not a member of this upload's project")
+    etag = etag_of(raw)
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    if _matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    return Response(raw, media_type="application/json", headers=headers)
+
+
+def parse_document(raw: bytes) -> dict[str, object]:
+    result: dict[str, object] = orjson.loads(raw)
+    return result

@@ -6,18 +6,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import boto3
-
 from core import resources
 from core.settings import Settings
-from server.devstack.aws import DUMMY_CREDENTIALS, MotoServer, provision
+from server.devstack.aws import MotoServer, client, provision
 from tests.infra.conftest import TEMPLATES, reset
 
 STACK, BUCKET = "bp-infra-test", "bp-infra-test-uploads"
 
 
 def _client(server: MotoServer, service: str) -> Any:
-    return boto3.client(service, endpoint_url=server.url, region_name="us-east-1", **DUMMY_CREDENTIALS)
+    return client(Settings(aws_endpoint_url=server.url), service)
 
 
 def _queues(server: MotoServer) -> dict[str, dict[str, Any]]:

@@ -28,17 +28,40 @@ def _alarm(description: str, **props: Any) -> Json:
     return {"Type": "AWS::CloudWatch::Alarm", "Properties": base}
 
 
+def _sqs_metric(metric_id: str, metric: str, queue: str, stat: str) -> Json:
+    return {
+        "Id": metric_id,
+        "ReturnData": False,
+        "MetricStat": {
+            "Metric": {
+                "Namespace": "AWS/SQS",
+                "MetricName": metric,
+                "Dimensions": [{"Name": "QueueName", "Value": sub(queue)}],
+            },
+            "Period": PERIOD,
+            "Stat": stat,
+        },
+    }
+
+
 def _queue_alarms(name: str) -> dict[str, Json]:
     dlq, queue = resources.dead_letter_queue_name(STACK, name), resources.queue_name(STACK, name)
     return {
         logical_id(name, "dead-letter-queue-not-empty-alarm"): _alarm(
-            f"Messages in the {name} dead-letter queue: replay them (docs/operations.md)",
+            f"Messages reached the {name} dead-letter queue (docs/operations.md, dead-letter queues)",
             AlarmName=sub(f"{dlq}-not-empty"),
-            Namespace="AWS/SQS",
-            MetricName="ApproximateNumberOfMessagesVisible",
-            Dimensions=[{"Name": "QueueName", "Value": sub(dlq)}],
-            Statistic="Maximum",
-            Period=PERIOD,
+            # visible: waiting for a replay; received: taken by the dead-letter function, which
+            # empties the processors' dead-letter queues as it marks their uploads failed
+            Metrics=[
+                _sqs_metric("visible", "ApproximateNumberOfMessagesVisible", dlq, "Maximum"),
+                _sqs_metric("received", "NumberOfMessagesReceived", dlq, "Sum"),
+                {
+                    "Id": "dead",
+                    "Label": "Dead letters",
+                    "ReturnData": True,
+                    "Expression": "visible + received",
+                },
+            ],
             EvaluationPeriods=1,
             Threshold=0,
             ComparisonOperator="GreaterThanThreshold",

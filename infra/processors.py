@@ -128,10 +128,28 @@ def _environment(name: str) -> Json:
 
 
 def _function_resources(spec: resources.ProcessorSpec) -> dict[str, Json]:
-    name = spec.name
-    fn, role, logs, esm = (
-        logical_id(name, s) for s in ("function", "role", "log-group", "event-source-mapping")
+    out = _function(spec.name, spec.memory_mb, spec.timeout_seconds, policy_statements(spec.name))
+    out[logical_id(spec.name, "event-source-mapping")] = _event_source(
+        spec.name, resources.queue_name(STACK, spec.name), BATCH_SIZE[spec.name]
     )
+    return out
+
+
+def _event_source(name: str, queue: str, batch: int) -> Json:
+    return {
+        "Type": "AWS::Lambda::EventSourceMapping",
+        "Properties": {
+            "EventSourceArn": queue_arn(queue),
+            "FunctionName": ref(logical_id(name, "function")),
+            "BatchSize": batch,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "ScalingConfig": {"MaximumConcurrency": ref("MaxConcurrency")},
+        },
+    }
+
+
+def _function(name: str, memory: int, timeout: int, statements: list[Json]) -> dict[str, Json]:
+    fn, role, logs = (logical_id(name, s) for s in ("function", "role", "log-group"))
     return {
         logs: {
             "Type": "AWS::Logs::LogGroup",
@@ -162,7 +180,7 @@ def _function_resources(spec: resources.ProcessorSpec) -> dict[str, Json]:
                 "Policies": [
                     {
                         "PolicyName": f"{name}-processor",
-                        "PolicyDocument": {"Version": "2012-10-17", "Statement": policy_statements(name)},
+                        "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
                     }
                 ],
             },
@@ -178,30 +196,83 @@ def _function_resources(spec: resources.ProcessorSpec) -> dict[str, Json]:
                 "Handler": handler(name),
                 "Code": {"S3Bucket": ref("CodeBucket"), "S3Key": ref("CodeKey")},
                 "Layers": {"Fn::If": ["HasLayers", ref("LayerArns"), ref("AWS::NoValue")]},
-                "MemorySize": spec.memory_mb,
-                "Timeout": spec.timeout_seconds,
+                "MemorySize": memory,
+                "Timeout": timeout,
                 "Role": get_att(role, "Arn"),
                 "VpcConfig": {"SubnetIds": ref("SubnetIds"), "SecurityGroupIds": [ref("SecurityGroupId")]},
                 "Environment": {"Variables": _environment(name)},
                 "TracingConfig": {"Mode": "PassThrough"},
             },
         },
-        esm: {
-            "Type": "AWS::Lambda::EventSourceMapping",
-            "Properties": {
-                "EventSourceArn": queue_arn(resources.queue_name(STACK, name)),
-                "FunctionName": ref(fn),
-                "BatchSize": BATCH_SIZE[name],
-                "FunctionResponseTypes": ["ReportBatchItemFailures"],
-                "ScalingConfig": {"MaximumConcurrency": ref("MaxConcurrency")},
-            },
+    }
+
+
+# Functions of the pipeline that are not fed by an S3 event queue (processors/deadletter and
+# processors/sweeper): the dead-letter function consumes the processors' dead-letter queues and
+# marks their uploads failed; the sweeper fails uploads stuck past the processing timeout and
+# republishes interrupted outbox events, every SWEEP_RATE.
+DEADLETTER, SWEEPER = "deadletter", "sweeper"
+SWEEP_RATE = "rate(5 minutes)"
+
+
+def _common_statements(name: str) -> list[Json]:
+    """Own log group, publish the outcome topics, use the uploads key: what every function needs."""
+    return [
+        s for s in policy_statements(name) if s.get("Sid") in ("OwnLogGroup", "PublishOutcomes", "UploadsKey")
+    ]
+
+
+def deadletter_statements() -> list[Json]:
+    return [
+        {
+            "Sid": "ProcessorDeadLetterQueues",
+            "Effect": "Allow",
+            "Action": [
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:ChangeMessageVisibility",
+                "sqs:GetQueueAttributes",
+            ],
+            "Resource": [
+                queue_arn(resources.dead_letter_queue_name(STACK, p.name)) for p in resources.PROCESSORS
+            ],
+        },
+        *_common_statements(DEADLETTER),
+    ]
+
+
+def _auxiliary_resources() -> dict[str, Json]:
+    out = _function(DEADLETTER, 256, 60, deadletter_statements())
+    for spec in resources.PROCESSORS:
+        out[logical_id(spec.name, "dead-letter-event-source-mapping")] = _event_source(
+            DEADLETTER, resources.dead_letter_queue_name(STACK, spec.name), 10
+        )
+    out.update(_function(SWEEPER, 256, 300, _common_statements(SWEEPER)))
+    out["SweeperSchedule"] = {
+        "Type": "AWS::Events::Rule",
+        "Properties": {
+            "Name": sub("${Stack}-sweeper"),
+            "ScheduleExpression": SWEEP_RATE,
+            "State": "ENABLED",
+            "Targets": [{"Id": SWEEPER, "Arn": get_att(logical_id(SWEEPER, "function"), "Arn")}],
         },
     }
+    out["SweeperInvokePermission"] = {
+        "Type": "AWS::Lambda::Permission",
+        "Properties": {
+            "FunctionName": ref(logical_id(SWEEPER, "function")),
+            "Action": "lambda:InvokeFunction",
+            "Principal": "events.amazonaws.com",
+            "SourceArn": get_att("SweeperSchedule", "Arn"),
+        },
+    }
+    return out
 
 
 def template() -> Json:
     res: dict[str, Json] = {}
     outputs: dict[str, Json] = {}
+    res.update(_auxiliary_resources())
     for spec in resources.PROCESSORS:
         res.update(_function_resources(spec))
         outputs[logical_id(spec.name, "function-arn")] = {

@@ -173,7 +173,7 @@ def test_only_the_rule_and_the_topics_may_send_to_the_queues() -> None:
 def test_functions_follow_the_seed_and_report_partial_batch_failures() -> None:
     processors = load("processors.yaml")
     functions = by_type(processors, "AWS::Lambda::Function")
-    assert len(functions) == len(resources.PROCESSORS) == 4
+    assert len(functions) == len(resources.PROCESSORS) + 2 == 6  # + dead-letter and sweeper
     for spec in resources.PROCESSORS:
         fn = functions[f"{spec.name.capitalize()}Function"]["Properties"]
         assert (fn["MemorySize"], fn["Timeout"]) == SEED[spec.name]
@@ -222,6 +222,24 @@ def test_processor_roles_name_only_their_own_resources(name: str) -> None:
         if name == "scan"
         else set()
     )
+
+
+def test_dead_letter_function_reads_only_the_processor_dead_letter_queues() -> None:
+    processors = load("processors.yaml")
+    (document,) = _role_documents(processors, "DeadletterRole")
+    queues = {t.rsplit(":", 1)[-1] for t in strings(document) if ":sqs:" in t}
+    assert queues == {resources.dead_letter_queue_name("${Stack}", p.name) for p in resources.PROCESSORS}
+    sources = {
+        m["Properties"]["EventSourceArn"]["Fn::Sub"].rsplit(":", 1)[-1]
+        for m in by_type(processors, "AWS::Lambda::EventSourceMapping").values()
+        if m["Properties"]["FunctionName"] == {"Ref": "DeadletterFunction"}
+    }
+    assert sources == queues
+    assert not any(":s3:::" in t for t in strings(document))
+    (sweeper,) = _role_documents(processors, "SweeperRole")
+    assert not any(":sqs:" in t or ":s3:::" in t for t in strings(sweeper))
+    schedule = processors["Resources"]["SweeperSchedule"]["Properties"]
+    assert schedule["ScheduleExpression"].startswith("rate(")
 
 
 # ---- service, data, network, edge -------------------------------------------------------
@@ -308,6 +326,8 @@ def test_alarms_cover_queues_functions_failure_rate_and_latency() -> None:
     for name in names:
         dlq = alarms[resources.dead_letter_queue_name("${Stack}", name) + "-not-empty"]
         assert (dlq["Threshold"], dlq["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+        watched = {m["MetricStat"]["Metric"]["MetricName"] for m in dlq["Metrics"] if "MetricStat" in m}
+        assert watched == {"ApproximateNumberOfMessagesVisible", "NumberOfMessagesReceived"}
         assert alarms[resources.queue_name("${Stack}", name) + "-oldest-message-age"]["MetricName"] == (
             "ApproximateAgeOfOldestMessage"
         )

@@ -1,0 +1,238 @@
+// The BuildPeer live uploads dashboard: one project's uploads, live.
+
+import './styles.css';
+
+import { Api, ApiError } from './api.js';
+import { clear, h } from './dom.js';
+import { I18n } from './i18n.js';
+import { connectLive, websocketUrl } from './live.js';
+import { UploadList } from './model.js';
+import { clearSession, loadSession, saveSession, tokenClaims, validate } from './session.js';
+import { createUploader } from './uploader.js';
+import { UploadTable } from './view.js';
+
+const READ_ONLY_ROLES = new Set(['investor']);
+
+function showLogin(root, i18n, message) {
+  const project = h('input', {
+    id: 'login-project',
+    name: 'project',
+    required: true,
+    autocomplete: 'off',
+    spellcheck: 'false',
+    placeholder: '00000000-0000-0000-0000-000000000000',
+  });
+  const token = h('textarea', { id: 'login-token', name: 'token', required: true, rows: '4', spellcheck: 'false' });
+  const error = h('p', { class: 'form-error', role: 'alert', hidden: !message }, message ?? '');
+  const form = h(
+    'form',
+    { class: 'login card', id: 'login' },
+    h('h1', {}, i18n.t('loginTitle')),
+    h('p', { class: 'muted' }, i18n.t('loginHelp')),
+    h('label', { for: 'login-project' }, i18n.t('project')),
+    project,
+    h('label', { for: 'login-token' }, i18n.t('token')),
+    token,
+    error,
+    h('button', { type: 'submit', class: 'primary' }, i18n.t('enter')),
+  );
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const session = { projectId: project.value.trim().toLowerCase(), token: token.value.trim() };
+    const problem = validate(session.projectId, session.token);
+    if (problem) {
+      error.textContent = i18n.t(problem);
+      error.hidden = false;
+      return;
+    }
+    saveSession(window, session);
+    clear(root);
+    startDashboard(root, i18n, session);
+  });
+  clear(root).append(h('main', { class: 'login-page' }, form));
+}
+
+function errorMessage(i18n, err) {
+  if (err instanceof ApiError) {
+    if (err.status === 403) return i18n.t('forbidden');
+    if (err.status === 404) return i18n.t('notFound');
+    return i18n.t('loadFailed', { message: err.message });
+  }
+  return i18n.t('loadFailed', { message: String(err) });
+}
+
+function startDashboard(root, i18n, session) {
+  const { projectId, token } = session;
+  const claims = tokenClaims(token);
+  const api = new Api(window.location.origin, token);
+  const list = new UploadList(projectId);
+  let nextCursor = null;
+  let pagedFurther = false; // "load more" was used: a reload of page 1 keeps the cursor
+  let live = null;
+
+  const connection = h('span', { class: 'connection', id: 'connection', dataset: { state: 'connecting' } }, i18n.t('connecting'));
+  const logout = h('button', { type: 'button', class: 'link' }, i18n.t('logout'));
+  const banner = h('p', { class: 'banner', role: 'alert', id: 'banner', hidden: true });
+  const count = h('span', { class: 'count muted' });
+  const uploaderBox = h('div', { id: 'uploader' });
+  const tableBox = h('div', { class: 'table-box' });
+  const more = h('button', { type: 'button', class: 'secondary', hidden: true }, i18n.t('loadMore'));
+  const canUpload = !READ_ONLY_ROLES.has(claims.role);
+
+  clear(root).append(
+    h(
+      'header',
+      { class: 'topbar' },
+      h('div', { class: 'brand' }, h('span', { class: 'logo', 'aria-hidden': 'true' }, 'BP'), i18n.t('brand')),
+      h('div', { class: 'topbar-right' }, connection, logout),
+    ),
+    h(
+      'main',
+      { class: 'page' },
+      h(
+        'div',
+        { class: 'page-title' },
+        h('h1', {}, i18n.t('title')),
+        h('p', { class: 'muted' }, `${i18n.t('project')} `, h('code', { id: 'project-id' }, projectId)),
+      ),
+      banner,
+      h(
+        'section',
+        { class: 'card', 'aria-labelledby': 'upload-heading' },
+        h('h2', { id: 'upload-heading' }, i18n.t('uploadHeading')),
+        canUpload ? uploaderBox : h('p', { class: 'muted' }, i18n.t('readOnly')),
+      ),
+      h(
+        'section',
+        { class: 'card', 'aria-labelledby': 'files-heading' },
+        h('div', { class: 'section-head' }, h('h2', { id: 'files-heading' }, i18n.t('uploadsHeading')), count),
+        tableBox,
+        more,
+      ),
+    ),
+  );
+
+  const table = new UploadTable(tableBox, i18n, async (uploadId, kind) => (await api.derivative(uploadId, kind)).url);
+
+  const render = () => {
+    const docs = list.sorted();
+    table.render(docs);
+    count.textContent = i18n.t('count', { count: docs.length });
+    more.hidden = !nextCursor;
+  };
+
+  const fail = (err) => {
+    if (err instanceof ApiError && err.status === 401) {
+      live?.close();
+      clearSession(window);
+      showLogin(root, i18n, i18n.t('sessionExpired'));
+      return;
+    }
+    banner.textContent = errorMessage(i18n, err);
+    banner.hidden = false;
+  };
+
+  let reloading = null;
+  const reload = () => {
+    // One reload at a time; a request made during one runs once it finishes.
+    if (reloading) {
+      reloading.again = true;
+      return;
+    }
+    reloading = { again: false };
+    api
+      .listUploads(projectId)
+      .then((page) => {
+        for (const doc of page.items ?? []) list.upsert(doc);
+        if (!pagedFurther) nextCursor = page.next_cursor ?? null;
+        banner.hidden = true;
+        render();
+      }, fail)
+      .finally(() => {
+        const again = reloading.again;
+        reloading = null;
+        if (again) reload();
+      });
+  };
+
+  const fetching = new Set();
+  const fetchOne = (uploadId) => {
+    if (fetching.has(uploadId)) return;
+    fetching.add(uploadId);
+    api
+      .upload(uploadId)
+      .then((doc) => {
+        if (list.upsert(doc)) render();
+      })
+      .catch((err) => {
+        if (err instanceof ApiError && err.status === 401) fail(err);
+      })
+      .finally(() => fetching.delete(uploadId));
+  };
+
+  more.addEventListener('click', () => {
+    if (!nextCursor) return;
+    more.disabled = true;
+    api
+      .listUploads(projectId, nextCursor)
+      .then((page) => {
+        for (const doc of page.items ?? []) list.upsert(doc);
+        pagedFurther = true;
+        nextCursor = page.next_cursor ?? null;
+        render();
+      }, fail)
+      .finally(() => {
+        more.disabled = false;
+      });
+  });
+
+  logout.addEventListener('click', () => {
+    live?.close();
+    clearSession(window);
+    showLogin(root, i18n);
+  });
+
+  const stateLabels = { connecting: 'connecting', connected: 'live', disconnected: 'offline' };
+  live = connectLive({
+    url: websocketUrl(window.location),
+    token,
+    projectId,
+    onPublication: (data) => {
+      const { changed, fetch } = list.apply(data);
+      if (changed) render();
+      if (fetch) fetchOne(fetch);
+    },
+    onResync: reload,
+    onState: (state) => {
+      connection.dataset.state = state;
+      connection.textContent = i18n.t(stateLabels[state]);
+    },
+    onError: (err) => console.warn('live updates:', err),
+  });
+
+  if (canUpload) {
+    createUploader({
+      target: uploaderBox,
+      origin: window.location.origin,
+      token,
+      projectId,
+      i18n,
+      onUploaded: fetchOne,
+    });
+  }
+  reload();
+  render();
+}
+
+function main() {
+  const params = new URLSearchParams(window.location.search);
+  const i18n = new I18n(params.get('lang') || document.documentElement.lang);
+  document.documentElement.lang = i18n.language;
+  document.title = `${i18n.t('title')} · ${i18n.t('brand')}`;
+  const root = document.getElementById('app');
+  const session = loadSession(window);
+  if (session) startDashboard(root, i18n, session);
+  else showLogin(root, i18n);
+}
+
+main();

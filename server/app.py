@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 from core.db import create_pool
 from core.publish import EventPublisher, MemoryPublisher
 from core.settings import Settings
-from server import openapi, realtime, uploads
+from server import dashboard, derivatives_api, openapi, realtime, uploads
 from server.auth import TokenVerifier
 from server.errors import EXCEPTION_HANDLERS
 from server.health import health
@@ -67,6 +67,8 @@ def _routes() -> list[BaseRoute]:
     routes += uploads.routes()
     routes.append(Route("/openapi.json", openapi.openapi_json, methods=["GET"]))
     routes += realtime.routes()
+    routes += derivatives_api.routes()
+    routes += dashboard.routes()
     return routes
 
 

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -75,3 +76,13 @@ def verify_token(key: bytes, token: str) -> Unsubscribe:
 
 def unsubscribe_url(public_url: str, token: str) -> str:
     return f"{public_url.rstrip('/')}/api/v1/unsubscribe?token={token}"
+
+
+async def subscriber(conn: Any, request: Unsubscribe) -> dict[str, Any] | None:
+    """Email and locale of the token's user (inside the token's tenant transaction)."""
+    row = await conn.fetchrow(
+        "SELECT u.email, COALESCE(u.locale, t.locale) AS locale FROM users u "
+        "JOIN tenants t ON t.tenant_id = u.tenant_id WHERE u.user_id = $1",
+        request.user_id,
+    )
+    return dict(row) if row else None

@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NPM_DIRS := $(patsubst %/package-lock.json,%,$(wildcard tests/js/package-lock.json web/package-lock.json))
 
-.PHONY: run test lint format typecheck setup python-deps system-deps node-deps clean
+.PHONY: run test lint format typecheck setup python-deps system-deps node-deps web-build clean
 
 run: setup
 	$(BIN)/buildpeer dev
@@ -14,7 +14,11 @@ run: setup
 test: setup
 	$(BIN)/pytest -q
 
-setup: python-deps system-deps node-deps
+setup: python-deps system-deps node-deps web-build
+
+# The dashboard bundle (web/ → server/static/dist/, not committed).
+web-build: node-deps
+	@cd web && node build.mjs
 
 python-deps: $(STAMP)
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Debian packages the project needs: ClamAV's daemon (virus scan) and Tesseract with
-# Spanish and English (OCR). Installed with apt-get when root; otherwise named, and exit 1.
+# Debian packages the project needs: ClamAV's daemon (virus scan), Tesseract with
+# Spanish and English (OCR) and Chromium (the dashboard's browser test). Installed with
+# apt-get when root; otherwise named, and exit 1.
 set -euo pipefail
-PACKAGES=(clamav-daemon tesseract-ocr tesseract-ocr-spa tesseract-ocr-eng)
+PACKAGES=(clamav-daemon tesseract-ocr tesseract-ocr-spa tesseract-ocr-eng chromium)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

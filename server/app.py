@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 from core.db import create_pool
 from core.publish import EventPublisher, MemoryPublisher
 from core.settings import Settings
-from server import dashboard, derivatives_api, openapi, realtime, uploads
+from server import dashboard, derivatives_api, notifications_api, openapi, realtime, uploads
 from server.auth import TokenVerifier
 from server.errors import EXCEPTION_HANDLERS
 from server.health import health
@@ -69,6 +69,7 @@ def _routes() -> list[BaseRoute]:
     routes += realtime.routes()
     routes += derivatives_api.routes()
     routes += dashboard.routes()
+    routes += notifications_api.routes()
     return routes
 
 
@@ -79,6 +80,7 @@ def _components(app: Starlette) -> list[Component]:
     components.append(realtime.RealtimeComponent(app))
     if app.state.settings.events_consumer_enabled:
         components.append(realtime.EventConsumer.for_app(app))
+    components += notifications_api.components(app)
     return components
 
 

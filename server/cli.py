@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "server.commands.admin",
     "server.commands.worker",
     # Feature commands register here (one line each).
+    "server.commands.digest",
     "server.commands.upload",
 )
 

@@ -81,7 +81,7 @@ def object_ref(body: str | bytes | dict[str, Any]) -> ObjectRef | None:
         bucket=bucket,
         key=key,
         size=int(size) if isinstance(size, int | str) and str(size).isdigit() else 0,
-        etag=str(obj.get("etag") or "").strip('"'),
+        etag=str(obj.get("etag") or obj.get("eTag") or "").strip('"'),  # AWS: etag; moto: eTag
         version_id=obj.get("version-id") or None,
         sequencer=str(obj.get("sequencer") or ""),
         tenant_id=uuid.UUID(parts["tenant_id"]),

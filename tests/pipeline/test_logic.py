@@ -115,6 +115,9 @@ def test_s3_event_parsing() -> None:
     assert ref.get_kwargs() == {"Bucket": "b", "Key": f"{base}/original/a.jpg", "IfMatch": '"e1"'}
     versioned = object_ref(_event(f"{base}/original/a.jpg", **{"version-id": "v7"}))
     assert versioned is not None and versioned.object_version == "v:v7"
+    moto_style = orjson.loads(_event(f"{base}/original/a.jpg"))
+    moto_style["detail"]["object"]["eTag"] = moto_style["detail"]["object"].pop("etag")
+    assert (object_ref(moto_style) or ref).etag == "e1"
     assert object_ref(_event(f"{base}/derived/thumb-200.jpg")) is None
     assert object_ref(_event("somewhere/else.jpg")) is None
     with pytest.raises(InvalidS3Event):

@@ -202,7 +202,14 @@ class Worker:
         stopped = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
-                await slots.acquire()
+                acquire = asyncio.create_task(slots.acquire())
+                await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                if not acquire.done():  # every slot busy and asked to stop: stop polling
+                    acquire.cancel()
+                    break
+                if stop.is_set():
+                    slots.release()
+                    break
                 receive = asyncio.create_task(
                     sqs.receive_message(
                         QueueUrl=queue.url,

@@ -89,8 +89,10 @@ def scanned_spanish_pdf() -> bytes:
 TEXT_LAYER_SENTENCE = "Acta de entrega del proyecto Torre Norte"
 
 
-def text_layer_pdf(sentence: str = TEXT_LAYER_SENTENCE) -> bytes:
-    """A minimal hand-written PDF 1.4 with one line of Helvetica text."""
+def text_layer_pdf(sentence: str = TEXT_LAYER_SENTENCE, *, password_protected: bool = False) -> bytes:
+    """A minimal hand-written PDF 1.4 with one line of Helvetica text. ``password_protected``
+    adds a Standard security handler whose user-password check fails for the empty
+    password, as a PDF locked with a password does."""
     stream = f"BT /F1 24 Tf 72 700 Td ({sentence}) Tj ET".encode("latin-1")
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
@@ -100,6 +102,12 @@ def text_layer_pdf(sentence: str = TEXT_LAYER_SENTENCE) -> bytes:
         b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
+    trailer_extra = b""
+    if password_protected:
+        objects.append(
+            b"<< /Filter /Standard /V 1 /R 2 /O <" + b"11" * 32 + b"> /U <" + b"22" * 32 + b"> /P -4 >>"
+        )
+        trailer_extra = b" /Encrypt 6 0 R /ID [<" + b"33" * 16 + b"> <" + b"33" * 16 + b">]"
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
@@ -109,5 +117,6 @@ def text_layer_pdf(sentence: str = TEXT_LAYER_SENTENCE) -> bytes:
     out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
     for offset in offsets:
         out += f"{offset:010d} 00000 n \n".encode()
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R".encode() + trailer_extra
+    out += f" >>\nstartxref\n{xref}\n%%EOF\n".encode()
     return bytes(out)

@@ -203,3 +203,21 @@ async def test_png_declared_as_pdf_is_a_type_mismatch(
     assert await derivatives(pool, ref) == {}
     events = await pipeline.events.for_upload(ref.upload_id, until={"upload.failed"})
     assert [e.data["reason"] for e in events if e.type == EventType.UPLOAD_FAILED] == ["type_mismatch"]
+
+
+async def test_password_protected_pdf_fails_as_encrypted(
+    pipeline: PipelineStack, pool: asyncpg.Pool, tenant: TenantFixture
+) -> None:
+    ref = await create_upload(
+        pool,
+        pipeline,
+        tenant,
+        file_name="contrato.pdf",
+        declared_type="application/pdf",
+        data=samples.text_layer_pdf(password_protected=True),
+    )
+    row = await wait_status(pool, ref, final=FINAL)
+    assert (row["status"], row["reason_code"]) == ("failed", "encrypted")
+    assert await derivatives(pool, ref) == {}
+    events = await pipeline.events.for_upload(ref.upload_id, until={"upload.failed"})
+    assert [e.data["reason"] for e in events if e.type == EventType.UPLOAD_FAILED] == ["encrypted"]

@@ -28,6 +28,7 @@ from server.health import health
 from server.metrics import metrics_endpoint
 from server.middleware import RequestContextMiddleware
 from server.status_cache import StatusCache
+from server.telemetry import setup_tracing, shutdown_tracing
 from server.uploads.ratelimit import RateLimitMiddleware
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,8 @@ def create_app(settings: Settings, *, run_components: bool = True) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            provider = setup_tracing(settings)
+            stack.callback(shutdown_tracing, provider)
             if not settings.database_url or not settings.redis_url:
                 raise RuntimeError("BUILDPEER_DATABASE_URL and BUILDPEER_REDIS_URL must be set")
             app.state.pool = await create_pool(

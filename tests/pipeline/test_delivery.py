@@ -220,3 +220,44 @@ async def test_sweeper_fails_stuck_uploads_and_republishes_the_outbox(
     assert [e.id for e in republished] == [lost.id]
     async with tenant_transaction(pool, tenant.tenant_id) as conn:
         assert await conn.fetchval("SELECT published_at FROM pipeline_outbox WHERE event_id = $1", lost.id)
+
+
+async def test_lambda_entry_point_builds_its_runtime_from_the_environment(
+    pipeline: PipelineStack, monkeypatch: Any
+) -> None:
+    """As deployed: no runtime in the context, settings from BUILDPEER_* variables; a bad
+    record is reported in batchItemFailures while the good one succeeds."""
+    from processors.common import runtime as runtime_module
+    from processors.metadata.handler import handler
+
+    s = pipeline.settings
+    for name, value in {
+        "DATABASE_URL": s.database_url,
+        "AWS_ENDPOINT_URL": s.aws_endpoint_url,
+        "STACK": s.stack,
+        "BUCKET": s.bucket,
+    }.items():
+        monkeypatch.setenv(f"BUILDPEER_{name}", str(value))
+    lazy = runtime_module.LazyRuntime()
+    monkeypatch.setattr(runtime_module, "DEFAULT_RUNTIME", lazy)
+
+    class AwsContext:  # what Lambda passes: no `runtime` attribute
+        function_name = "bp-metadata"
+        aws_request_id = "req-1"
+
+    u = uuid.uuid4()
+    good = _s3_event(s.bucket, f"tenant-{u}/project-{u}/uploads/{u}/original/a.jpg")
+    event = sqs_event(
+        [
+            {"MessageId": "ok", "ReceiptHandle": "r1", "Body": good},
+            {"MessageId": "bad", "ReceiptHandle": "r2", "Body": "{not json"},
+        ],
+        pipeline.provisioned.queue_arns["metadata"],
+        s.aws_region,
+    )
+    try:
+        response = await asyncio.to_thread(handler, event, AwsContext())
+        assert response == {"batchItemFailures": [{"itemIdentifier": "bad"}]}
+        assert lazy.get().settings.stack == s.stack
+    finally:
+        await asyncio.to_thread(lazy.get().close)

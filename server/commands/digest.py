@@ -8,12 +8,10 @@ import argparse
 import asyncio
 from datetime import date
 
-import aioboto3
 from redis.asyncio import Redis
 
 from core.db import DatabaseUnavailable, create_pool
 from core.settings import Settings
-from server.app import aws_client_kwargs
 from server.cli import CommandError
 from server.commands.output import add_json_flag, emit
 from subscribers.digest.senders import sender_for
@@ -51,9 +49,8 @@ async def send_day(settings: Settings, day: date, *, force: bool) -> dict[str, i
     redis = Redis.from_url(settings.redis_url)
     sender = sender_for(settings)
     try:
-        async with aioboto3.Session().client("s3", **aws_client_kwargs(settings)) as s3:
-            service = DigestService(pool, redis, sender, S3Presigner(s3, settings.bucket), settings)
-            results = await service.run_day(day, force=force)
+        service = DigestService(pool, redis, sender, S3Presigner.from_settings(settings), settings)
+        results = await service.run_day(day, force=force)
     finally:
         await sender.close()
         await redis.aclose()  # type: ignore[attr-defined,unused-ignore]

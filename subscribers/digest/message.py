@@ -28,7 +28,6 @@ def build_email(
     message["Subject"] = rendered.subject
     message["Date"] = format_datetime(now or datetime.now(UTC))
     message["Message-ID"] = make_msgid("digest", domain=sender_domain(from_address))
-    message["Content-Language"] = rendered.locale
     message["Auto-Submitted"] = "auto-generated"
     message["List-Id"] = f"BuildPeer daily digest <digest.{sender_domain(from_address)}>"
     # RFC 8058: a POST of "List-Unsubscribe=One-Click" to this HTTPS URI unsubscribes.
@@ -36,4 +35,5 @@ def build_email(
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(rendered.text, subtype="plain", charset="utf-8")
     message.add_alternative(rendered.html, subtype="html", charset="utf-8")
+    message["Content-Language"] = rendered.locale  # after set_content, which drops Content-* headers
     return message

@@ -22,6 +22,8 @@ from datetime import UTC, date, datetime, time
 from typing import Any, Protocol
 
 import asyncpg
+import boto3
+from botocore.config import Config
 from redis.asyncio import Redis
 
 from core.db import all_tenant_ids, tenant_transaction
@@ -44,14 +46,29 @@ class Presigner(Protocol):
 
 
 class S3Presigner:
-    """Presigned GET URLs for thumbnails (valid 7 days), with an aioboto3 S3 client."""
+    """Presigned GET URLs (SigV4, valid 7 days — SigV4's maximum) for thumbnails.
+    Signing is local computation, so a plain boto3 client serves the event loop fine."""
 
-    def __init__(self, s3: Any, bucket: str) -> None:
-        self._s3 = s3
+    def __init__(self, client: Any, bucket: str) -> None:
+        self._client = client
         self._bucket = bucket
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> S3Presigner:
+        kwargs: dict[str, Any] = {"region_name": settings.aws_region}
+        addressing = "virtual"
+        if settings.aws_endpoint_url:
+            addressing = "path"
+            kwargs.update(
+                endpoint_url=settings.aws_endpoint_url,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+        config = Config(signature_version="s3v4", s3={"addressing_style": addressing})
+        return cls(boto3.session.Session().client("s3", config=config, **kwargs), settings.bucket)
+
     async def __call__(self, key: str) -> str:
-        url: str = await self._s3.generate_presigned_url(
+        url: str = self._client.generate_presigned_url(
             "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=THUMBNAIL_URL_SECONDS
         )
         return url
@@ -220,17 +237,14 @@ class DigestService:
                 if not candidates:
                     continue
                 rows = await conn.fetch(
-                    "SELECT user_id, digest_date, state, attempts, retry_at FROM digest_deliveries "
-                    "WHERE digest_date = ANY($1::date[])",
+                    "SELECT user_id, digest_date, (state = 'failed' AND attempts < $2 "
+                    "  AND coalesce(retry_at, '-infinity') <= now()) AS retryable "
+                    "FROM digest_deliveries WHERE digest_date = ANY($1::date[])",
                     list({key[1] for key in candidates}),
+                    self._settings.digest_max_attempts,
                 )
                 for row in rows:
-                    retry = (
-                        row["state"] == "failed"
-                        and row["attempts"] < self._settings.digest_max_attempts
-                        and (row["retry_at"] is None or row["retry_at"] <= moment)
-                    )
-                    if not retry:
+                    if not row["retryable"]:
                         candidates.pop((row["user_id"], row["digest_date"]), None)
                 due += candidates.values()
         return due

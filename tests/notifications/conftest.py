@@ -72,3 +72,13 @@ def smtp_sink(tmp_path: Any) -> Iterator[SmtpSink]:
     sink = SmtpSink(tmp_path / "mail").start()
     yield sink
     sink.stop()
+
+
+@pytest.fixture
+async def s3_client(settings: Settings) -> AsyncIterator[Any]:
+    import aioboto3
+
+    from server.app import aws_client_kwargs
+
+    async with aioboto3.Session().client("s3", **aws_client_kwargs(settings)) as s3:
+        yield s3

@@ -64,7 +64,7 @@ class S3Presigner:
                 aws_access_key_id="testing",
                 aws_secret_access_key="testing",
             )
-        config = Config(signature_version="s3v4", s3={"addressing_style": addressing})
+        config = Config(signature_version="s3v4", s3={"addressing_style": addressing})  # type: ignore[arg-type]
         return cls(boto3.session.Session().client("s3", config=config, **kwargs), settings.bucket)
 
     async def __call__(self, key: str) -> str:

@@ -21,7 +21,6 @@ from core.settings import Settings
 from server import admin
 from server.devstack.smtp_sink import SmtpSink
 from subscribers import preferences
-from subscribers.digest import query
 from subscribers.digest.scheduler import DigestScheduler
 from subscribers.digest.senders import SesSender, SmtpSender
 from subscribers.digest.service import DigestService, S3Presigner

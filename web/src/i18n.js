@@ -32,6 +32,7 @@ const es = {
   uploaderNote: 'Fotos (JPEG, PNG, HEIC) y documentos (PDF). Se analizan antes de publicarse.',
   received: '{percent} % recibido',
   count: '{count} archivos',
+  countOne: '1 archivo',
   status: {
     pending: 'Pendiente',
     uploading: 'Subiendo',
@@ -88,6 +89,7 @@ const ptBR = {
   uploaderNote: 'Fotos (JPEG, PNG, HEIC) e documentos (PDF). São verificados antes de publicados.',
   received: '{percent} % recebido',
   count: '{count} arquivos',
+  countOne: '1 arquivo',
   status: {
     pending: 'Pendente',
     uploading: 'Enviando',
@@ -144,6 +146,7 @@ const en = {
   uploaderNote: 'Photos (JPEG, PNG, HEIC) and documents (PDF). They are scanned before they are published.',
   received: '{percent} % received',
   count: '{count} files',
+  countOne: '1 file',
   status: {
     pending: 'Pending',
     uploading: 'Uploading',

@@ -117,7 +117,7 @@ function startDashboard(root, i18n, session) {
   const render = () => {
     const docs = list.sorted();
     table.render(docs);
-    count.textContent = i18n.t('count', { count: docs.length });
+    count.textContent = docs.length === 1 ? i18n.t('countOne') : i18n.t('count', { count: docs.length });
     more.hidden = !nextCursor;
   };
 

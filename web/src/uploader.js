@@ -37,6 +37,10 @@ export function createUploader({ target, origin, token, projectId, i18n, onUploa
     endpoint: origin,
     headers: { authorization: `Bearer ${token}` },
   });
+  // The size lets the server reject a too-large file before any byte is sent (and list it).
+  uppy.on('file-added', (file) => {
+    if (Number.isInteger(file.size)) uppy.setFileMeta(file.id, { size: file.size });
+  });
   uppy.on('upload-success', (file, response) => {
     const key = response?.body?.key;
     const uploadId = uploadIdFromKey(key) ?? uploadIdFromKey(response?.uploadURL ?? '');

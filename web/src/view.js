@@ -95,7 +95,7 @@ export class UploadTable {
     row.name.textContent = doc.file_name ?? '';
     row.name.title = doc.file_name ?? '';
     const type = doc.sniffed_type || doc.declared_type || '';
-    row.details.textContent = [t.bytes(doc.size), type].filter(Boolean).join(' · ');
+    row.details.textContent = [doc.size > 0 ? t.bytes(doc.size) : '', type].filter(Boolean).join(' · ');
     row.badge.textContent = t.status(doc.status);
     row.badge.className = `badge status-${doc.status}`;
     const percent = progressPercent(doc);

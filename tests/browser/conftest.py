@@ -1,0 +1,102 @@
+"""Browser-test fixtures: a freshly built dashboard bundle, a real clamd, and an isolated
+stack (own bucket, queues and topics in the session's moto) with the server's components
+(hub + events consumer) and the pipeline worker running, so an upload really reaches
+``ready``."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.settings import Settings
+from server.dashboard import DIST_DIR, INDEX
+from server.devstack.aws import provision
+from server.devstack.clamd import PROJECT_TEST_DATABASE, EmbeddedClamd
+from server.devstack.process import free_port
+from server.worker import Worker
+from tests.conftest import Stack
+
+ROOT = Path(__file__).resolve().parents[2]
+WEB = ROOT / "web"
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def _newest_source_mtime() -> float:
+    sources = [WEB / "build.mjs", WEB / "package-lock.json", *(WEB / "src").rglob("*")]
+    return max(p.stat().st_mtime for p in sources if p.is_file())
+
+
+@pytest.fixture(scope="session")
+def dashboard_bundle() -> Path:
+    """``server/static/dist`` built from the current ``web/src`` (rebuilt when older)."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is not installed: Node 20+ builds the dashboard (make setup)")
+    if not (WEB / "node_modules" / "esbuild").is_dir():
+        pytest.fail("web/node_modules is missing: run `make setup` (npm ci in web/)")
+    index = DIST_DIR / INDEX
+    if not index.is_file() or index.stat().st_mtime < _newest_source_mtime():
+        result = subprocess.run([node, "build.mjs"], cwd=WEB, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"dashboard build failed:\n{result.stdout}\n{result.stderr}"
+    return DIST_DIR
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is not installed (scripts/system-packages.sh installs it)")
+    if not (WEB / "node_modules" / "playwright-core").is_dir():
+        pytest.fail("web/node_modules/playwright-core is missing: run `make setup`")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def browser_clamd(stack: Stack) -> Iterator[EmbeddedClamd]:
+    """clamd on the project's test signatures (EICAR only): starts in seconds."""
+    server = EmbeddedClamd(
+        stack.base_dir / "clamd-browser", port=free_port(), database_dir=PROJECT_TEST_DATABASE
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    worker: Worker
+
+
+@pytest.fixture
+async def running_pipeline(stack: Stack, browser_clamd: EmbeddedClamd) -> AsyncIterator[Pipeline]:
+    """Stack ``bpdash``: provisioned, with the worker polling its processor queues."""
+    settings = stack.settings.replace(
+        stack="bpdash",
+        bucket="bpdash-uploads",
+        clamd_url=browser_clamd.url,
+        events_wait_seconds=1,
+    )
+    await asyncio.to_thread(provision, settings)
+    worker = Worker(settings, poll_wait_seconds=1, sweep_interval_seconds=3600, drain_seconds=10)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    await asyncio.wait_for(worker.started.wait(), 60)
+    yield Pipeline(settings, worker)
+    stop.set()
+    await asyncio.wait_for(task, 60)
+
+
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+__all__ = ["Any", "Pipeline", "artifacts_dir"]

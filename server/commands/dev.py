@@ -29,7 +29,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         settings = stack.start()
         env_path = stack.write_env()
-        # Background processes of later features start here (worker, clamd, notifiers).
+        # Background processes: the local Lambda runtime for the processors.
+        children.append(spawn(["worker"]))
         say = stack.say
         say("")
         say(f"BuildPeer dev stack on http://{settings.host}:{settings.port}  (Ctrl-C stops everything)")
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def spawn(args: list[str], env_file_vars: dict[str, str]) -> subprocess.Popen[bytes]:
-    """A ``buildpeer`` sub-command as a child process sharing this stack's environment."""
-    return subprocess.Popen([sys.executable, "-m", "server.cli", *args], env={**os.environ, **env_file_vars})
+def spawn(args: list[str]) -> subprocess.Popen[bytes]:
+    """A ``buildpeer`` sub-command as a child process; it reads ``var/dev.env`` like any
+    other command run beside the stack."""
+    return subprocess.Popen([sys.executable, "-m", "server.cli", *args], env=dict(os.environ))

@@ -21,6 +21,7 @@ from core.settings import Settings
 from server import admin
 from server.auth import mint_token
 from server.devstack.aws import MotoServer, provision
+from server.devstack.clamd import EmbeddedClamd
 from server.devstack.postgres import EmbeddedPostgres
 from server.devstack.redis import EmbeddedRedis
 
@@ -68,6 +69,12 @@ class DevStack:
             self._started("moto", moto.stop)
             changes["aws_endpoint_url"] = moto.url
             self.say(f"aws         in-process moto server, {moto.url} (S3 objects live in memory)")
+        if not s.clamd_url:
+            clamd = EmbeddedClamd(self.var, max_bytes=s.scan_max_bytes)
+            clamd.start()
+            self._started("clamd", clamd.stop)
+            changes["clamd_url"] = clamd.url
+            self.say(f"clamd       {clamd.url}, signatures: {clamd.database}")
         self.settings = s = s.replace(**changes)
         applied = asyncio.run(migrate(s.owner_database_url or ""))
         self.say(f"migrations  {len(applied)} applied")
@@ -129,6 +136,7 @@ class DevStack:
             "BUILDPEER_MIGRATE_DATABASE_URL": s.migrate_database_url,
             "BUILDPEER_REDIS_URL": s.redis_url,
             "BUILDPEER_AWS_ENDPOINT_URL": s.aws_endpoint_url,
+            "BUILDPEER_CLAMD_URL": s.clamd_url,
             "BUILDPEER_JWT_SECRET": s.jwt_secret,
             "BUILDPEER_BUCKET": s.bucket,
             "BUILDPEER_STACK": s.stack,

@@ -59,7 +59,7 @@ def context(
     locale = pick_locale(data.recipient.locale)
     t = STRINGS[locale]
     day = long_date(data.day, locale)
-    active = [p for p in data.projects if p.uploads]
+    active = sorted((p for p in data.projects if p.uploads), key=lambda p: (-p.uploads, p.name.lower()))
     idle = [p for p in data.projects if not p.uploads]
     listed = (active + idle)[:MAX_LISTED_PROJECTS]
     return {

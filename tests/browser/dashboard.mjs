@@ -7,61 +7,17 @@
 // Loads the page, gives the files to the Uppy Dashboard's file input, waits until each
 // row reaches its expected status (ready: with its thumbnail loaded; failed: with its
 // reason shown), saves a screenshot and reports what it saw (statuses in order, rows,
-// thumbnails, console errors).
+// thumbnails, publications received, console errors).
 
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import os from 'node:os';
-import path from 'node:path';
+import { readFile } from 'node:fs/promises';
 
-const require = createRequire(new URL('../../web/package.json', import.meta.url));
-const { chromium } = require('playwright-core');
-
-const CHROMIUM = process.env.BUILDPEER_CHROMIUM || '/usr/bin/chromium';
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
+import { drive } from './browser.mjs';
 
 const input = JSON.parse(process.argv[2]);
-const started = Date.now();
-const elapsed = () => Date.now() - started;
-const report = {
-  steps: [],
-  console: [],
-  pageErrors: [],
-  dialogs: [],
-  pushes: [], // publications the page received over its WebSocket: {upload_id, type, status}
-  failedRequests: [],
-  statuses: {},
-  rows: {},
-};
-const step = (name) => report.steps.push({ name, ms: elapsed() });
+const report = { statuses: {}, rows: {}, pushes: [] };
 
-const profile = await mkdtemp(path.join(os.tmpdir(), 'buildpeer-chromium-'));
-let context;
-try {
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ARGS,
-    viewport: { width: 1280, height: 900 },
-    locale: 'es-MX',
-    timeout: 30_000,
-  });
-  step('browser started');
-  const page = context.pages()[0] ?? (await context.newPage());
-  page.setDefaultTimeout(input.timeoutMs);
-  page.on('console', (msg) => {
-    if (msg.type() === 'error' || msg.type() === 'warning') report.console.push(`${msg.type()}: ${msg.text()}`);
-  });
-  page.on('pageerror', (err) => report.pageErrors.push(String(err)));
+await drive(report, input.timeoutMs, input.screenshot, async (page, step) => {
+  // Publications received over the page's WebSocket: {upload_id, type, status}.
   page.on('websocket', (ws) => {
     ws.on('framereceived', ({ payload }) => {
       for (const line of String(payload).split('\n')) {
@@ -74,12 +30,6 @@ try {
       }
     });
   });
-  page.on('dialog', (dialog) => {
-    report.dialogs.push(dialog.message()); // an injected script would show up here
-    dialog.dismiss().catch(() => {});
-  });
-  page.on('requestfailed', (req) => report.failedRequests.push(`${req.method()} ${req.url()} ${req.failure()?.errorText}`));
-
   // The statuses each row goes through, as the page renders them.
   await page.addInitScript(() => {
     window.__statuses = {};
@@ -110,18 +60,21 @@ try {
   await fileInput.setInputFiles(files);
   step('files given to uppy');
 
-  await page.waitForFunction((expected) => {
-    const rows = [...document.querySelectorAll('tr.upload')];
-    return expected.every(({ name, expect }) => {
-      const row = rows.find((r) => r.querySelector('.file-name')?.textContent === name);
-      if (!row || row.dataset.status !== expect) return false;
-      if (expect === 'ready') {
-        const img = row.querySelector('img.thumb-img');
-        return Boolean(img && img.complete && img.naturalWidth > 0);
-      }
-      return !row.querySelector('.reason').hidden;
-    });
-  }, input.files.map(({ name, expect }) => ({ name, expect })));
+  await page.waitForFunction(
+    (expected) => {
+      const rows = [...document.querySelectorAll('tr.upload')];
+      return expected.every(({ name, expect }) => {
+        const row = rows.find((r) => r.querySelector('.file-name')?.textContent === name);
+        if (!row || row.dataset.status !== expect) return false;
+        if (expect === 'ready') {
+          const img = row.querySelector('img.thumb-img');
+          return Boolean(img && img.complete && img.naturalWidth > 0);
+        }
+        return !row.querySelector('.reason').hidden;
+      });
+    },
+    input.files.map(({ name, expect }) => ({ name, expect })),
+  );
   step('rows reached their status');
 
   report.statuses = await page.evaluate(() => window.__statuses);
@@ -130,13 +83,14 @@ try {
     for (const row of document.querySelectorAll('tr.upload')) {
       const name = row.querySelector('.file-name');
       const img = row.querySelector('img.thumb-img');
+      const reason = row.querySelector('.reason');
       out[name.textContent] = {
         id: row.dataset.uploadId,
         status: row.dataset.status,
         badge: row.querySelector('.badge').textContent,
         nameChildElements: name.children.length,
         details: row.querySelector('.file-details').textContent,
-        reason: row.querySelector('.reason').hidden ? null : row.querySelector('.reason').textContent,
+        reason: reason.hidden ? null : reason.textContent,
         thumbnail: img
           ? { naturalWidth: img.naturalWidth, naturalHeight: img.naturalHeight, alt: img.alt, host: new URL(img.src).host }
           : null,
@@ -148,24 +102,4 @@ try {
   report.uppyComplete = (await page.locator('.uppy-StatusBar.is-complete').count()) > 0;
   await page.screenshot({ path: input.screenshot, fullPage: true });
   step('screenshot');
-  report.ok = true;
-} catch (err) {
-  report.ok = false;
-  report.error = String(err && err.stack ? err.stack : err);
-  try {
-    const page = context?.pages()[0];
-    if (page) {
-      report.statuses = await page.evaluate(() => window.__statuses ?? {}).catch(() => ({}));
-      report.html = (await page.content()).slice(0, 20000);
-      await page.screenshot({ path: input.screenshot, fullPage: true });
-    }
-  } catch {
-    // the report says what failed
-  }
-} finally {
-  await context?.close().catch(() => {});
-  await rm(profile, { recursive: true, force: true });
-}
-report.totalMs = elapsed();
-process.stdout.write(`${JSON.stringify(report)}\n`);
-process.exit(report.ok ? 0 : 1);
+});

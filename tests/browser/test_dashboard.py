@@ -18,10 +18,12 @@ import asyncpg
 from PIL import Image, ImageDraw
 
 from core.db import tenant_transaction
+from core.settings import Settings
+from server.auth import mint_token
 from tests.browser.conftest import Pipeline, artifacts_dir
 from tests.conftest import create_tenant_fixture
 
-DRIVER = Path(__file__).with_name("dashboard.mjs")
+HERE = Path(__file__).parent
 # HTML in a file name must show as text (the server keeps the name as given).
 FILE_NAME = 'Fachada <img src=x onerror=alert(1)> norte & "sur".jpg'
 BROKEN_NAME = "Losa rota.jpg"
@@ -50,12 +52,14 @@ def site_photo() -> bytes:
     return out.getvalue()
 
 
-async def run_driver(args: dict[str, Any]) -> tuple[int, dict[str, Any], str]:
+async def run_driver(script: str, args: dict[str, Any]) -> tuple[int, dict[str, Any], str]:
+    """Run a Node driver (it prints one JSON report) without blocking the event loop,
+    where the worker is running."""
     node = shutil.which("node")
     assert node
     proc = await asyncio.create_subprocess_exec(
         node,
-        str(DRIVER),
+        str(HERE / script),
         json.dumps(args),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -95,6 +99,7 @@ async def test_uploads_go_live_to_ready_with_thumbnail_or_failed_with_reason(
     screenshot.unlink(missing_ok=True)
 
     code, report, stderr = await run_driver(
+        "dashboard.mjs",
         {
             "url": server.url,
             "projectId": str(project),
@@ -105,7 +110,7 @@ async def test_uploads_go_live_to_ready_with_thumbnail_or_failed_with_reason(
                 {"path": str(photo), "name": FILE_NAME, "mimeType": "image/jpeg", "expect": "ready"},
                 {"path": str(broken), "name": BROKEN_NAME, "mimeType": "image/jpeg", "expect": "failed"},
             ],
-        }
+        },
     )
     keys = ("steps", "statuses", "rows", "pushes", "console", "error", "totalMs")
     summary = {k: report.get(k) for k in keys}
@@ -157,3 +162,41 @@ async def test_uploads_go_live_to_ready_with_thumbnail_or_failed_with_reason(
     assert db["size_bytes"] == photo.stat().st_size  # Uppy sent the size in the file meta
     assert {"thumb-200", "thumb-800"} <= {k["kind"] for k in kinds}
     assert failed["reason"] == REASONS_ES[bad]
+
+
+async def test_sign_in_roles_and_errors_in_the_browser(
+    dashboard_bundle: Path, chromium: Path, live_server: Any, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    tenant = await create_tenant_fixture(pool, settings)
+    server = live_server()
+    expired = mint_token(
+        settings,
+        user_id=tenant.users["field_worker"],
+        tenant_id=tenant.tenant_id,
+        role="field_worker",
+        ttl_seconds=-60,
+    )
+    code, report, stderr = await run_driver(
+        "access.mjs",
+        {
+            "url": server.url,
+            "timeoutMs": 20_000,
+            "screenshot": str(artifacts_dir() / "dashboard-login.png"),
+            "member": {"projectId": str(tenant.projects[0]), "token": tenant.tokens["field_worker"]},
+            "outsideProject": str(tenant.projects[1]),
+            "investorToken": tenant.tokens["investor"],
+            "expiredToken": expired,
+        },
+    )
+    assert code == 0 and report.get("ok"), json.dumps(report, indent=1)[:6000] + stderr[-3000:]
+    assert report["loginHeading"] == "Ingresar al panel de cargas"
+    assert report["badProject"] == "El identificador del proyecto no es válido."
+    assert report["badToken"] == "Falta el token de acceso."
+    assert report["outsider"] == "No tienes acceso a este proyecto."
+    assert report["investor"]["uploader"] == 0
+    assert report["investor"]["note"] == "Tu rol solo permite ver las cargas de este proyecto."
+    assert report["investor"]["empty"].startswith("Todavía no hay archivos")
+    assert report["expired"] == "Tu sesión expiró o el token no es válido. Vuelve a ingresar."
+    assert "token=" not in report["addressBar"]
+    assert report["english"] == "Sign in to the uploads dashboard"
+    assert report["pageErrors"] == [] and report["dialogs"] == []

@@ -11,7 +11,6 @@ import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -69,6 +68,16 @@ def browser_clamd(stack: Stack) -> Iterator[EmbeddedClamd]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def dash_settings(stack: Stack) -> Settings:
+    """Stack ``bpdash`` (own bucket, queues, topics) in the session's moto: the servers
+    these tests start run the hub and an events consumer without touching other tests'
+    queues."""
+    settings = stack.settings.replace(stack="bpdash", bucket="bpdash-uploads", events_wait_seconds=1)
+    provision(settings)
+    return settings
+
+
 @dataclass
 class Pipeline:
     settings: Settings
@@ -76,15 +85,9 @@ class Pipeline:
 
 
 @pytest.fixture
-async def running_pipeline(stack: Stack, browser_clamd: EmbeddedClamd) -> AsyncIterator[Pipeline]:
-    """Stack ``bpdash``: provisioned, with the worker polling its processor queues."""
-    settings = stack.settings.replace(
-        stack="bpdash",
-        bucket="bpdash-uploads",
-        clamd_url=browser_clamd.url,
-        events_wait_seconds=1,
-    )
-    await asyncio.to_thread(provision, settings)
+async def running_pipeline(dash_settings: Settings, browser_clamd: EmbeddedClamd) -> AsyncIterator[Pipeline]:
+    """The ``bpdash`` stack with the worker polling its processor queues."""
+    settings = dash_settings.replace(clamd_url=browser_clamd.url)
     worker = Worker(settings, poll_wait_seconds=1, sweep_interval_seconds=3600, drain_seconds=10)
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
@@ -97,6 +100,3 @@ async def running_pipeline(stack: Stack, browser_clamd: EmbeddedClamd) -> AsyncI
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
-
-
-__all__ = ["Any", "Pipeline", "artifacts_dir"]

@@ -165,10 +165,11 @@ async def test_uploads_go_live_to_ready_with_thumbnail_or_failed_with_reason(
 
 
 async def test_sign_in_roles_and_errors_in_the_browser(
-    dashboard_bundle: Path, chromium: Path, live_server: Any, pool: asyncpg.Pool, settings: Settings
+    dashboard_bundle: Path, chromium: Path, live_server: Any, pool: asyncpg.Pool, dash_settings: Settings
 ) -> None:
+    settings = dash_settings
     tenant = await create_tenant_fixture(pool, settings)
-    server = live_server()
+    server = live_server(settings_override=settings)
     expired = mint_token(
         settings,
         user_id=tenant.users["field_worker"],

@@ -102,10 +102,12 @@ class Hub:
         self._channels: dict[str, dict[Session, Subscription]] = {}
         self._ready: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     # --- lifecycle ---
 
     async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
         await self.broker.start(self._on_publication, self._on_resubscribed)
         self.accepting = True
 

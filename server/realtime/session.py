@@ -101,7 +101,9 @@ class Session:
 
     async def _flush_and_close(self, writer: asyncio.Task[None]) -> None:
         self._wake.set()
-        await asyncio.shield(writer)
+        if self.close_reason == p.SLOW:
+            writer.cancel()  # its queue is dropped; the close frame goes after what is in flight
+        await asyncio.gather(asyncio.shield(writer), return_exceptions=True)
         if self._peer_gone:
             return
         reason = self.close_reason or p.CONNECTION_CLOSED

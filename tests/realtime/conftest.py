@@ -1,0 +1,98 @@
+"""Fixtures of the real-time hub tests: a live uvicorn server running the real app (hub
+and events consumer as components), short timers, and a broker handle for publishing
+into channels from the test's side of Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
+
+import pytest
+from starlette.applications import Starlette
+
+from core.settings import PREFIX, Settings
+from server.app import create_app
+from server.realtime.broker import Publication
+from server.realtime.channels import parse_channel
+from server.realtime.hub import Hub
+from server.realtime.redis_broker import RedisBroker
+
+T = TypeVar("T")
+
+FAST = {
+    "realtime_ping_seconds": 2.0,
+    "realtime_pong_timeout_seconds": 1.5,
+    "realtime_shutdown_seconds": 2.0,
+    "events_wait_seconds": 1,
+}
+
+
+@dataclass
+class RealtimeServer:
+    app: Starlette
+    url: str
+    settings: Settings
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://") + "/connection/websocket"
+
+    @property
+    def hub(self) -> Hub:
+        hub: Hub = self.app.state.realtime
+        return hub
+
+    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the server's event loop (the server runs in its own thread)."""
+        assert self.hub.loop is not None
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.hub.loop))
+
+
+@pytest.fixture
+def rt_server(settings: Settings, live_server: Any) -> Callable[..., RealtimeServer]:
+    def start(**overrides: Any) -> RealtimeServer:
+        s = settings.replace(**{**FAST, **overrides})
+        app = create_app(s)
+        server = live_server(app=app)
+        return RealtimeServer(app, server.url, s)
+
+    return start
+
+
+@pytest.fixture(scope="session")
+async def channel_broker(stack: Any) -> AsyncIterator[RedisBroker]:
+    """The test's own broker client on the stack's Redis (publishes reach every server)."""
+    broker = RedisBroker(stack.settings.redis_url, history_size=300, history_ttl=600)
+
+    def ignore(channel: str, pub: Publication) -> None:
+        return None
+
+    async def nothing() -> None:
+        return None
+
+    await broker.start(ignore, nothing)
+    yield broker
+    await broker.stop()
+
+
+async def publish(broker: RedisBroker, tenant_id: uuid.UUID, channel: str, data: bytes) -> int:
+    position = await broker.publish(parse_channel(channel).broker_name(tenant_id), data)
+    return position.offset
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``BUILDPEER_*`` variables reproducing ``settings`` (for server subprocesses)."""
+    env: dict[str, str] = {}
+    for f in fields(Settings):
+        value = getattr(settings, f.name)
+        if value is None:
+            continue
+        if isinstance(value, tuple):
+            value = ",".join(value)
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        env[PREFIX + f.name.upper()] = str(value)
+    return env

@@ -8,6 +8,7 @@ pollers over in-process ASGI; embedded PostgreSQL + Redis + moto.
 ``--write`` replaces the ``## Status polling`` section of bench/RESULTS.md.
 """
 
+# ruff: noqa: E501  (Markdown table templates)
 from __future__ import annotations
 
 import argparse
@@ -90,7 +91,11 @@ async def run(settings: Any, seconds: float, concurrency: int) -> dict[str, floa
     async with asgi_client(app) as client:
         created = await client.post(
             "/s3/multipart",
-            json={"filename": "a.pdf", "type": "application/pdf", "metadata": {"projectId": str(stack.project_id)}},
+            json={
+                "filename": "a.pdf",
+                "type": "application/pdf",
+                "metadata": {"projectId": str(stack.project_id)},
+            },
             headers=headers,
         )
         upload_id = created.json()["id"]
@@ -102,7 +107,9 @@ async def run(settings: Any, seconds: float, concurrency: int) -> dict[str, floa
             await hammer(bc, url, headers, 1, concurrency)  # warm-up
             await hammer(client, url, headers, 1, concurrency)
             for _ in range(2):  # alternate, keep the best of each (the machine is shared)
-                results["bare"] = max(results.get("bare", 0), await hammer(bc, url, headers, seconds, concurrency))
+                results["bare"] = max(
+                    results.get("bare", 0), await hammer(bc, url, headers, seconds, concurrency)
+                )
                 results["cached"] = max(
                     results.get("cached", 0), await hammer(client, url, headers, seconds, concurrency)
                 )
@@ -111,8 +118,10 @@ async def run(settings: Any, seconds: float, concurrency: int) -> dict[str, floa
         await real_cache.redis.delete(*[k async for k in real_cache.redis.scan_iter("bp:upload-access:*")])
         results["cache_off"] = await hammer(client, url, headers, seconds, concurrency)
         app.state.status_cache = real_cache
-    limited = create_app(settings.replace(rate_limit_ip_per_minute=10**9, rate_limit_tenant_per_minute=10**9),
-                         run_components=False)
+    limited = create_app(
+        settings.replace(rate_limit_ip_per_minute=10**9, rate_limit_tenant_per_minute=10**9),
+        run_components=False,
+    )
     async with asgi_client(limited) as client:
         results["cached_rate_limited"] = await hammer(client, url, headers, seconds, concurrency)
     await stack.pool.close()

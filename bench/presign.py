@@ -9,6 +9,7 @@ moto, as ``buildpeer dev`` runs them.
 ``--write`` replaces the ``## Presign`` section of bench/RESULTS.md.
 """
 
+# ruff: noqa: E501  (Markdown table templates)
 from __future__ import annotations
 
 import argparse
@@ -97,7 +98,9 @@ async def make_tenant(settings: Any) -> BenchStack:
     for role in ("admin", "field_worker", "investor"):
         user = await admin.create_user(pool, tid, f"{role}@bench.example", role)
         await admin.add_member(pool, project, user["user_id"])
-        tokens[role] = mint_token(settings, user_id=user["user_id"], tenant_id=tid, role=role, ttl_seconds=86400)
+        tokens[role] = mint_token(
+            settings, user_id=user["user_id"], tenant_id=tid, role=role, ttl_seconds=86400
+        )
     return BenchStack(settings, pool, tid, project, tokens)
 
 
@@ -142,7 +145,9 @@ async def run(settings: Any, rounds: int) -> dict[str, Any]:
         part_url = f"/s3/multipart/{upload_id}/7"
         # warm-up
         for _ in range(20):
-            assert (await client.get(batch_url, params={"key": key, "partNumbers": numbers}, headers=headers)).status_code == 200
+            assert (
+                await client.get(batch_url, params={"key": key, "partNumbers": numbers}, headers=headers)
+            ).status_code == 200
             raw.upload_parts(key, upload_id, list(range(1, 101)))
             await client.get(part_url, params={"key": key}, headers=headers)
         route_times, raw_times, single_times = [], [], []
@@ -216,7 +221,11 @@ def main() -> None:
     args = parser.parse_args()
     with services() as settings:
         result = asyncio.run(run(settings, args.rounds))
-    command = ".venv/bin/python bench/presign.py" + (f" --rounds {args.rounds}" if args.rounds != 200 else "") + " --write"
+    command = (
+        ".venv/bin/python bench/presign.py"
+        + (f" --rounds {args.rounds}" if args.rounds != 200 else "")
+        + " --write"
+    )
     section = render(result, command)
     print(section)
     if args.write:

@@ -155,14 +155,20 @@ function startDashboard(root, i18n, session) {
       });
   };
 
+  // A row that turned ready through an event needs its document for the derivative list;
+  // the status cache may still hold the previous one for a moment, so ask again (bounded).
   const fetching = new Set();
-  const fetchOne = (uploadId) => {
+  const fetchOne = (uploadId, attempt = 0) => {
     if (fetching.has(uploadId)) return;
     fetching.add(uploadId);
     api
       .upload(uploadId)
       .then((doc) => {
         if (list.upsert(doc)) render();
+        const row = list.get(uploadId);
+        if (row && row.status === 'ready' && row.derivatives.length === 0 && attempt < 4) {
+          setTimeout(() => fetchOne(uploadId, attempt + 1), 500 * 2 ** attempt);
+        }
       })
       .catch((err) => {
         if (err instanceof ApiError && err.status === 401) fail(err);

@@ -4,7 +4,8 @@
 import { clear, h } from './dom.js';
 import { progressPercent } from './model.js';
 
-const THUMB_KIND = 'thumb-200';
+// Images have thumbnails; documents have a first-page preview.
+const THUMB_KINDS = ['thumb-200', 'preview'];
 
 function extension(name) {
   const dot = typeof name === 'string' ? name.lastIndexOf('.') : -1;
@@ -116,7 +117,8 @@ export class UploadTable {
   }
 
   updateThumb(row, doc) {
-    const ready = doc.status === 'ready' && (doc.derivatives ?? []).includes(THUMB_KIND);
+    const kind = doc.status === 'ready' ? THUMB_KINDS.find((k) => (doc.derivatives ?? []).includes(k)) : undefined;
+    const ready = kind !== undefined;
     const state = this.thumbs.get(doc.id);
     if (!ready) {
       if (!row.thumb.firstChild || state) {
@@ -127,7 +129,7 @@ export class UploadTable {
     }
     if (state === 'loading' || state === 'loaded') return;
     this.thumbs.set(doc.id, 'loading');
-    this.thumbnailUrl(doc.id, THUMB_KIND).then(
+    this.thumbnailUrl(doc.id, kind).then(
       (url) => {
         const img = h('img', { class: 'thumb-img', width: '64', height: '64', decoding: 'async' });
         img.alt = doc.file_name ?? '';

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import OrderedDict
 from typing import Any
 
 import jwt
@@ -15,6 +16,8 @@ from jwt import PyJWKClient
 
 from core.auth import Principal, Role
 from core.settings import Settings
+
+VERIFIED_CACHE_SIZE = 10_000
 
 
 class AuthError(Exception):
@@ -38,10 +41,25 @@ class TokenVerifier:
         )
         self._audience = settings.jwt_audience
         self._leeway = settings.jwt_leeway_seconds
+        # Verified tokens, until their exp: polling clients send the same token many times
+        # a minute. Bounded; the oldest entries go first.
+        self._verified: OrderedDict[str, Principal] = OrderedDict()
 
     def verify(self, token: str, *, allow_expired: bool = False) -> Principal:
-        """The token's principal, or :class:`AuthError`. Blocking only when a JWKS key
-        must be fetched (cached five minutes)."""
+        """The token's principal, or :class:`AuthError`."""
+        cached = self._verified.get(token)
+        if cached is not None and (allow_expired or cached.expires_at + self._leeway > time.time()):
+            return cached
+        principal = self._verify(token, allow_expired=allow_expired)
+        if not allow_expired:
+            self._verified[token] = principal
+            if len(self._verified) > VERIFIED_CACHE_SIZE:
+                self._verified.popitem(last=False)
+        return principal
+
+    def _verify(self, token: str, *, allow_expired: bool) -> Principal:
+        """Full verification; blocking only when a JWKS key must be fetched (cached five
+        minutes)."""
         if not token or len(token) > 8192:
             raise AuthError("invalid_token", "missing or oversized token")
         try:

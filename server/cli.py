@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from core.settings import Settings, SettingsError
+from server.commands import CommandError
 
 COMMAND_MODULES = (
     "server.commands.dev",
@@ -62,10 +63,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return result
-
-
-class CommandError(Exception):
-    """A failure explained in one line; exit code 2."""
 
 
 if __name__ == "__main__":

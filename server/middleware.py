@@ -6,7 +6,6 @@ import re
 import time
 import uuid
 
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core import logging as ctx
@@ -51,10 +50,17 @@ class RequestContextMiddleware:
 
 
 def _route_template(scope: Scope) -> str:
+    """The path template of the route that served the request, from the endpoint the
+    router already put in the scope (no second round of matching)."""
+    endpoint = scope.get("endpoint")
+    if endpoint is None:
+        return "unmatched"
     app = scope.get("app")
-    router = getattr(app, "router", None)
-    for route in getattr(router, "routes", []):
-        match, _ = route.matches(scope)
-        if match == Match.FULL:
-            return str(getattr(route, "path", "other"))
-    return "unmatched"
+    state = getattr(app, "state", None)
+    labels: dict[object, str] | None = getattr(state, "route_labels", None)
+    if labels is None:
+        routes = getattr(getattr(app, "router", None), "routes", [])
+        labels = {getattr(r, "endpoint", None): str(getattr(r, "path", "other")) for r in reversed(routes)}
+        if state is not None:
+            state.route_labels = labels
+    return labels.get(endpoint, "other")

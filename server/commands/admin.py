@@ -14,7 +14,7 @@ from core.db import DatabaseUnavailable, create_pool
 from core.settings import LOCALES, Settings
 from server import admin
 from server.auth import mint_token
-from server.cli import CommandError
+from server.commands import CommandError
 from server.commands.output import add_json_flag, emit
 
 

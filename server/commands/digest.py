@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from core.db import DatabaseUnavailable, create_pool
 from core.settings import Settings
-from server.cli import CommandError
+from server.commands import CommandError
 from server.commands.output import add_json_flag, emit
 from subscribers.digest.senders import sender_for
 from subscribers.digest.service import DigestService, S3Presigner

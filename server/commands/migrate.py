@@ -5,7 +5,7 @@ import asyncio
 
 from core.migrate import MigrationError, migrate
 from core.settings import Settings
-from server.cli import CommandError
+from server.commands import CommandError
 from server.commands.output import add_json_flag, emit
 
 

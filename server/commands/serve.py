@@ -7,7 +7,7 @@ import uvicorn
 from core.logging import configure_logging
 from core.settings import Settings
 from server.app import create_app
-from server.cli import CommandError
+from server.commands import CommandError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

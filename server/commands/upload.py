@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from core.settings import Settings
-from server.cli import CommandError
+from server.commands import CommandError
 from server.commands.output import add_json_flag, emit
 from server.uploader import Uploader, UploadError
 

@@ -6,7 +6,7 @@ import argparse
 
 from core.logging import configure_logging
 from core.settings import Settings
-from server.cli import CommandError
+from server.commands import CommandError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

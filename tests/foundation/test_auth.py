@@ -151,3 +151,16 @@ async def test_rs256_through_a_local_jwks(jwks_server: tuple[str, rsa.RSAPrivate
     assert (await call(app, forged)).status_code == 401
     # An HS256 token is refused when only RS256 via JWKS is configured (no alg confusion).
     assert (await call(app, hs(claims()))).status_code == 401
+
+
+def test_verified_tokens_are_cached_but_still_expire() -> None:
+    from server import auth
+
+    verifier = auth.TokenVerifier(Settings(jwt_secret=JWT_SECRET, jwt_leeway_seconds=0))
+    token = hs(claims(exp=int(time.time()) + 2))
+    first = verifier.verify(token)
+    assert verifier.verify(token) is first  # served from the cache
+    time.sleep(3)
+    with pytest.raises(auth.AuthError) as info:
+        verifier.verify(token)
+    assert info.value.code == "token_expired"

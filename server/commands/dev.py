@@ -36,8 +36,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         say(f"BuildPeer dev stack on http://{settings.host}:{settings.port}  (Ctrl-C stops everything)")
         say(f"  environment for other terminals: {env_path}")
         say(f"  demo tenant {stack.demo['tenant_id']}, projects {', '.join(stack.demo['projects'])}")
-        for role, token in stack.tokens().items():
+        tokens = stack.tokens()
+        for role, token in tokens.items():
             say(f"  token {role:<13} {token}")
+        say(
+            f"  dashboard           http://{settings.host}:{settings.port}/"
+            f"?project={stack.demo['projects'][0]}&token={tokens['field_worker']}"
+        )
         say("")
         serve(settings, host=settings.host, port=settings.port)
     finally:

@@ -54,7 +54,10 @@ def test_unknown_method_is_kept_for_a_104_reply() -> None:
 def test_replies_and_pushes() -> None:
     assert orjson.loads(p.reply(3, "subscribe", {"epoch": "e"})) == {"id": 3, "subscribe": {"epoch": "e"}}
     error = p.ReplyError(p.ErrorCode.PERMISSION_DENIED)
-    assert orjson.loads(p.error_reply(4, error)) == {"id": 4, "error": {"code": 103, "message": "permission denied"}}
+    assert orjson.loads(p.error_reply(4, error)) == {
+        "id": 4,
+        "error": {"code": 103, "message": "permission denied"},
+    }
     assert orjson.loads(p.publication_push("project:x", b'{"a":1}', 9)) == {
         "push": {"channel": "project:x", "pub": {"data": {"a": 1}, "offset": 9}}
     }
@@ -63,14 +66,21 @@ def test_replies_and_pushes() -> None:
 
 
 def test_disconnect_codes_follow_centrifuge() -> None:
-    assert (p.SHUTDOWN.code, p.SLOW.code, p.INSUFFICIENT_STATE.code, p.NO_PONG.code) == (3001, 3008, 3010, 3012)
+    assert (p.SHUTDOWN.code, p.SLOW.code, p.INSUFFICIENT_STATE.code, p.NO_PONG.code) == (
+        3001,
+        3008,
+        3010,
+        3012,
+    )
     assert all(d.reconnect for d in (p.SHUTDOWN, p.SLOW, p.EXPIRED, p.INSUFFICIENT_STATE, p.NO_PONG))
     assert not any(d.reconnect for d in (p.INVALID_TOKEN, p.BAD_REQUEST, p.FORCE_NO_RECONNECT))
 
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
     max_leaves=12,
 )
 command_like = st.fixed_dictionaries(

@@ -109,7 +109,11 @@ async def test_refresh_extends_and_unrefreshed_session_is_closed(rt_server: Any,
 
     def token(ttl: int) -> str:
         return mint_token(
-            t.settings, user_id=t.users["field_worker"], tenant_id=t.tenant_id, role="field_worker", ttl_seconds=ttl
+            t.settings,
+            user_id=t.users["field_worker"],
+            tenant_id=t.tenant_id,
+            role="field_worker",
+            ttl_seconds=ttl,
         )
 
     refreshed = await WsClient.open(server.ws_url)
@@ -177,9 +181,16 @@ async def test_history_and_presence_stats(rt_server: Any, make_tenant: Any, chan
     assert [pub["offset"] for pub in history["publications"]] == offsets
     assert [pub["data"]["n"] for pub in history["publications"]] == list(range(5))
     assert history["epoch"] == sub["epoch"] and history["offset"] == offsets[-1]
-    since = (await client.call("history", {"channel": channel, "limit": 2, "since": {"offset": offsets[1], "epoch": sub["epoch"]}}))["history"]
+    since = (
+        await client.call(
+            "history",
+            {"channel": channel, "limit": 2, "since": {"offset": offsets[1], "epoch": sub["epoch"]}},
+        )
+    )["history"]
     assert [pub["offset"] for pub in since["publications"]] == offsets[2:4]
-    wrong = await client.call("history", {"channel": channel, "limit": 2, "since": {"offset": 1, "epoch": "nope"}})
+    wrong = await client.call(
+        "history", {"channel": channel, "limit": 2, "since": {"offset": 1, "epoch": "nope"}}
+    )
     assert wrong["error"]["code"] == 112
     stats = (await client.call("presence_stats", {"channel": channel}))["presence_stats"]
     second = await WsClient.open(server.ws_url)
@@ -204,7 +215,7 @@ async def test_no_pong_disconnects(rt_server: Any, make_tenant: Any) -> None:
     while True:
         try:
             frame = await asyncio.wait_for(client.conn.recv(), 10)
-        except Exception as exc:  # noqa: BLE001 - the close
+        except Exception as exc:
             code = getattr(getattr(exc, "rcvd", None), "code", None)
             break
         assert frame == "{}"

@@ -66,7 +66,9 @@ class WsClient:
                 continue
             return message
 
-    async def call(self, method: str, params: dict[str, Any] | None = None, timeout: float = 10) -> dict[str, Any]:
+    async def call(
+        self, method: str, params: dict[str, Any] | None = None, timeout: float = 10
+    ) -> dict[str, Any]:
         cid = await self.command(method, params)
         skipped: list[dict[str, Any]] = []
         while True:

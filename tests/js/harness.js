@@ -1,0 +1,82 @@
+// Drives the stock `centrifuge` SDK against the hub. Commands arrive on stdin as JSON lines
+// ({"op": "connect" | "disconnect" | "subscribe" | "unsubscribe" | "exit", ...}); every SDK
+// event is printed on stdout as one JSON line, so a Python test can script a session.
+'use strict';
+
+const readline = require('readline');
+const WebSocket = require('ws');
+const { Centrifuge } = require('centrifuge');
+
+const url = process.env.HUB_URL;
+let token = process.env.HUB_TOKEN;
+
+function out(event, payload) {
+  process.stdout.write(JSON.stringify({ event, ...payload }) + '\n');
+}
+
+const client = new Centrifuge(url, {
+  websocket: WebSocket,
+  token,
+  getToken: async () => token,
+  minReconnectDelay: 100,
+  maxReconnectDelay: 1000,
+});
+
+client.on('connected', (ctx) => out('connected', { client: ctx.client, transport: ctx.transport }));
+client.on('connecting', (ctx) => out('connecting', { code: ctx.code, reason: ctx.reason }));
+client.on('disconnected', (ctx) => out('disconnected', { code: ctx.code, reason: ctx.reason }));
+client.on('error', (ctx) => out('error', { type: ctx.type, error: ctx.error }));
+
+const subs = {};
+
+function subscribe(channel) {
+  const sub = client.newSubscription(channel, { recoverable: true, positioned: true });
+  sub.on('subscribed', (ctx) =>
+    out('subscribed', {
+      channel,
+      recoverable: ctx.recoverable,
+      positioned: ctx.positioned,
+      wasRecovering: ctx.wasRecovering,
+      recovered: ctx.recovered,
+      streamPosition: ctx.streamPosition,
+    })
+  );
+  sub.on('subscribing', (ctx) => out('subscribing', { channel, code: ctx.code, reason: ctx.reason }));
+  sub.on('unsubscribed', (ctx) => out('unsubscribed', { channel, code: ctx.code, reason: ctx.reason }));
+  sub.on('error', (ctx) => out('sub_error', { channel, type: ctx.type, error: ctx.error }));
+  sub.on('publication', (ctx) => out('publication', { channel, offset: ctx.offset, data: ctx.data }));
+  sub.subscribe();
+  subs[channel] = sub;
+}
+
+const rl = readline.createInterface({ input: process.stdin });
+rl.on('line', (line) => {
+  const cmd = JSON.parse(line);
+  switch (cmd.op) {
+    case 'connect':
+      client.connect();
+      break;
+    case 'disconnect':
+      client.disconnect();
+      break;
+    case 'token':
+      token = cmd.token;
+      break;
+    case 'subscribe':
+      subscribe(cmd.channel);
+      break;
+    case 'unsubscribe':
+      subs[cmd.channel].unsubscribe();
+      client.removeSubscription(subs[cmd.channel]);
+      delete subs[cmd.channel];
+      break;
+    case 'exit':
+      client.disconnect();
+      process.exit(0);
+  }
+  out('ack', { op: cmd.op });
+});
+rl.on('close', () => {
+  client.disconnect();
+  process.exit(0);
+});

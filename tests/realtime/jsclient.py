@@ -46,25 +46,25 @@ class JsClient:
         self.proc.stdin.write(orjson.dumps({"op": op, **fields}) + b"\n")
         await self.proc.stdin.drain()
 
-    async def next_event(self, timeout: float = 20) -> dict[str, Any]:
+    async def next_event(self, wait: float = 20) -> dict[str, Any]:
         assert self.proc.stdout is not None
-        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        line = await asyncio.wait_for(self.proc.stdout.readline(), wait)
         if not line:
             raise EOFError("node harness exited")
         event: dict[str, Any] = orjson.loads(line)
         self.seen.append(event)
         return event
 
-    async def wait_for(self, event: str, timeout: float = 20, **match: Any) -> dict[str, Any]:
+    async def wait_for(self, event: str, wait: float = 20, **match: Any) -> dict[str, Any]:
         while True:
-            got = await self.next_event(timeout)
+            got = await self.next_event(wait)
             if got["event"] == event and all(got.get(k) == v for k, v in match.items()):
                 return got
 
-    async def collect(self, event: str, n: int, timeout: float = 20) -> list[dict[str, Any]]:
+    async def collect(self, event: str, n: int, wait: float = 20) -> list[dict[str, Any]]:
         out = []
         while len(out) < n:
-            got = await self.next_event(timeout)
+            got = await self.next_event(wait)
             if got["event"] == event:
                 out.append(got)
         return out

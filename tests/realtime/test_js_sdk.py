@@ -26,7 +26,8 @@ async def make_upload(pool: Any, t: Any, status: str = "uploading") -> uuid.UUID
     async with tenant_transaction(pool, t.tenant_id) as conn:
         await conn.execute(
             "INSERT INTO uploads (tenant_id, upload_id, project_id, uploader_id, file_name, declared_type, "
-            "size_bytes, s3_key, status) VALUES ($1, $2, $3, $4, 'plano.pdf', 'application/pdf', 1234, $5, $6)",
+            "size_bytes, s3_key, status) "
+            "VALUES ($1, $2, $3, $4, 'plano.pdf', 'application/pdf', 1234, $5, $6)",
             t.tenant_id,
             upload_id,
             t.projects[0],
@@ -75,10 +76,10 @@ async def test_sdk_receives_upload_status_end_to_end(
         # The pipeline's steps happen one after the other; SQS may still redeliver.
         for step in (first, event(EventType.PROCESSING_COMPLETED, UploadStatus.PROCESSING)):
             await asyncio.to_thread(sns_publish, stack, step)
-            pubs += await js.collect("publication", 1, timeout=30)
+            pubs += await js.collect("publication", 1, wait=30)
         await asyncio.to_thread(sns_publish, stack, first)  # redelivery of an applied event id
         await asyncio.to_thread(sns_publish, stack, event(EventType.PROCESSING_COMPLETED, UploadStatus.READY))
-        pubs += await js.collect("publication", 1, timeout=30)
+        pubs += await js.collect("publication", 1, wait=30)
         assert [p["data"]["upload"]["status"] for p in pubs] == ["uploaded", "processing", "ready"]
         assert all(p["data"]["upload_id"] == str(upload_id) for p in pubs)
         assert [p["data"]["upload"]["version"] for p in pubs] == [2, 3, 4]
@@ -94,7 +95,7 @@ async def test_sdk_receives_upload_status_end_to_end(
         assert row["status"] == "ready" and row["version"] == 4
         cached = await StatusCache(redis).get_raw(t.tenant_id, upload_id)
         assert cached is not None and orjson.loads(cached)["status"] == "ready"
-        with_nothing_more = asyncio.create_task(js.wait_for("publication", timeout=3))
+        with_nothing_more = asyncio.create_task(js.wait_for("publication", wait=3))
         try:
             await with_nothing_more
             raise AssertionError("a stale event was published")

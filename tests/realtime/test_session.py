@@ -123,7 +123,7 @@ async def test_refresh_extends_and_unrefreshed_session_is_closed(rt_server: Any,
     assert (await lapsing.connect(token(3)))["connect"]["ttl"] <= 3
     reply = await refreshed.call("refresh", {"token": token(600)})
     assert reply["refresh"]["expires"] is True and reply["refresh"]["ttl"] > 500
-    closed = await lapsing.closed(timeout=15)
+    closed = await lapsing.closed(wait=15)
     assert closed.code == 3005  # connection expired: reconnect with a fresh token
     # the refreshed session outlived the first token
     while time.time() < first_expiry + 1:
@@ -243,7 +243,7 @@ async def test_slow_reader_is_disconnected_while_others_keep_receiving(
     # The slow client never reads. Publish far more than socket buffers and its queue hold.
     payload = orjson.dumps({"blob": "x" * 32_000})
     count = 600
-    received = asyncio.create_task(fast.publications(count, timeout=30))
+    received = asyncio.create_task(fast.publications(count, wait=30))
     for _ in range(count):
         await publish(channel_broker, t.tenant_id, channel, payload)
     pushes = await received

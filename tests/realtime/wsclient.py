@@ -45,11 +45,11 @@ class WsClient:
         await self.conn.send(orjson.dumps({"id": cid, method: params or {}}).decode())
         return cid
 
-    async def _read(self, timeout: float) -> dict[str, Any]:
+    async def _read(self, wait: float) -> dict[str, Any]:
         if self.pending:
             return self.pending.pop(0)
         try:
-            frame = await asyncio.wait_for(self.conn.recv(), timeout)
+            frame = await asyncio.wait_for(self.conn.recv(), wait)
         except ConnectionClosed as exc:
             rcvd = exc.rcvd
             raise Closed(rcvd.code if rcvd else None, rcvd.reason if rcvd else "") from exc
@@ -57,22 +57,22 @@ class WsClient:
         self.pending.extend(lines[1:])
         return lines[0]  # type: ignore[no-any-return]
 
-    async def next(self, timeout: float = 10) -> dict[str, Any]:
+    async def next(self, wait: float = 10) -> dict[str, Any]:
         """The next reply or push; answers server pings (``{}``) on the way."""
         while True:
-            message = await self._read(timeout)
+            message = await self._read(wait)
             if message == {}:
                 await self.conn.send("{}")
                 continue
             return message
 
     async def call(
-        self, method: str, params: dict[str, Any] | None = None, timeout: float = 10
+        self, method: str, params: dict[str, Any] | None = None, wait: float = 10
     ) -> dict[str, Any]:
         cid = await self.command(method, params)
         skipped: list[dict[str, Any]] = []
         while True:
-            message = await self.next(timeout)
+            message = await self.next(wait)
             if message.get("id") == cid:
                 self.pending = skipped + self.pending
                 return message
@@ -81,19 +81,19 @@ class WsClient:
     async def connect(self, token: str) -> dict[str, Any]:
         return await self.call("connect", {"token": token, "name": "py"})
 
-    async def publications(self, n: int, timeout: float = 10) -> list[dict[str, Any]]:
+    async def publications(self, n: int, wait: float = 10) -> list[dict[str, Any]]:
         out = []
         while len(out) < n:
-            message = await self.next(timeout)
+            message = await self.next(wait)
             if "push" in message and "pub" in message["push"]:
                 out.append(message["push"])
         return out
 
-    async def closed(self, timeout: float = 15) -> Closed:
+    async def closed(self, wait: float = 15) -> Closed:
         """Read until the server closes; the close code and reason."""
         try:
             while True:
-                await self.next(timeout)
+                await self.next(wait)
         except Closed as exc:
             return exc
 
@@ -137,7 +137,7 @@ class StalledClient:
         self.protocol.send_text(text.encode())
         await self._flush()
 
-    async def drain_until_close(self, timeout: float = 30) -> tuple[int | None, int]:
+    async def drain_until_close(self, wait: float = 30) -> tuple[int | None, int]:
         """Read everything; (close code, text frames seen) once the server closes."""
         from websockets.frames import Opcode
 
@@ -161,6 +161,6 @@ class StalledClient:
                 if not data:
                     return None
 
-        code = await asyncio.wait_for(run(), timeout)
+        code = await asyncio.wait_for(run(), wait)
         self.writer.close()
         return code, frames

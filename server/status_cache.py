@@ -2,15 +2,24 @@
 
 Key: ``bp:upload:{tenant_id}:{upload_id}`` → the JSON of :func:`core.upload_view.upload_document`.
 Tenant in the key, so one tenant's id never reads another tenant's entry.
+
+The cache fails soft: when Redis is unreachable a read is a miss (the caller reads
+PostgreSQL) and a write is skipped, so polling keeps answering 200 through a Redis outage.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+WARN_EVERY_SECONDS = 10.0
 
 
 def cache_key(tenant_id: uuid.UUID | str, upload_id: uuid.UUID | str) -> str:
@@ -21,15 +30,42 @@ class StatusCache:
     def __init__(self, redis: Redis, ttl_seconds: int = 30) -> None:
         self.redis = redis
         self.ttl = ttl_seconds
+        self._last_warning = 0.0
+
+    def _unavailable(self, operation: str, exc: RedisError) -> None:
+        now = time.monotonic()
+        if now - self._last_warning > WARN_EVERY_SECONDS:
+            self._last_warning = now
+            log.warning(
+                "status cache unavailable; using PostgreSQL",
+                extra={"operation": operation, "error": str(exc)},
+            )
+
+    async def get_many(self, *keys: str) -> list[bytes | None]:
+        """Raw values of ``keys``; all ``None`` when Redis is unreachable."""
+        try:
+            values = await self.redis.mget(keys)
+        except RedisError as exc:
+            self._unavailable("get", exc)
+            return [None] * len(keys)
+        return [v if isinstance(v, bytes) or v is None else str(v).encode() for v in values]
 
     async def get_raw(self, tenant_id: uuid.UUID | str, upload_id: uuid.UUID | str) -> bytes | None:
-        value = await self.redis.get(cache_key(tenant_id, upload_id))
-        return value if isinstance(value, bytes) or value is None else str(value).encode()
+        return (await self.get_many(cache_key(tenant_id, upload_id)))[0]
+
+    async def set_raw(self, key: str, value: bytes) -> None:
+        try:
+            await self.redis.set(key, value, ex=self.ttl)
+        except RedisError as exc:
+            self._unavailable("set", exc)
 
     async def put(self, tenant_id: uuid.UUID | str, document: dict[str, Any]) -> bytes:
         raw = orjson.dumps(document)
-        await self.redis.set(cache_key(tenant_id, document["id"]), raw, ex=self.ttl)
+        await self.set_raw(cache_key(tenant_id, document["id"]), raw)
         return raw
 
     async def invalidate(self, tenant_id: uuid.UUID | str, upload_id: uuid.UUID | str) -> None:
-        await self.redis.delete(cache_key(tenant_id, upload_id))
+        try:
+            await self.redis.delete(cache_key(tenant_id, upload_id))
+        except RedisError as exc:
+            self._unavailable("invalidate", exc)

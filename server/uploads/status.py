@@ -58,10 +58,8 @@ async def _read_through(
     allowed = principal.is_admin or bool(row["is_member"])
     if raw is None:
         raw = await cache.put(principal.tenant_id, upload_document(row, list(row["derivative_kinds"])))
-    await cache.redis.set(
-        access_key(principal.tenant_id, principal.user_id, upload_id),
-        _ALLOWED if allowed else _DENIED,
-        ex=cache.ttl,
+    await cache.set_raw(
+        access_key(principal.tenant_id, principal.user_id, upload_id), _ALLOWED if allowed else _DENIED
     )
     return raw, allowed
 
@@ -74,7 +72,7 @@ async def upload_status(request: Request) -> Response:
         raw = await cache.get_raw(principal.tenant_id, upload_id)
         allowed: bool | None = True
     else:
-        raw, right = await cache.redis.mget(
+        raw, right = await cache.get_many(
             cache_key(principal.tenant_id, upload_id),
             access_key(principal.tenant_id, principal.user_id, upload_id),
         )

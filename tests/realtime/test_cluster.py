@@ -17,7 +17,7 @@ from core.events import Event, EventType
 from core.status import UploadStatus
 from server.devstack.process import ManagedProcess, free_port, port_open, wait_until
 from server.devstack.redis import EmbeddedRedis
-from tests.realtime.conftest import FAST, publish, settings_env
+from tests.realtime.conftest import FAST, settings_env
 from tests.realtime.test_js_sdk import make_upload, sns_publish
 from tests.realtime.wsclient import Closed, WsClient
 

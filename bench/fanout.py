@@ -1,0 +1,391 @@
+"""WebSocket fan-out: the hub (Centrifugo protocol, Redis broker) against python-socketio
+with its Redis manager (AsyncRedisManager), same Redis, same machine, same run.
+
+Each server runs in its own process; this process holds N raw WebSocket clients (one
+protocol-level client per connection, the same cost for both sides) and publishes
+through Redis, the way a second server instance would: the hub via its broker (history +
+PUB/SUB), socket.io via a write-only ``AsyncRedisManager``.
+
+Figures: publish→receive latency (p50/p99 over paced publications), deliveries per second
+(burst of publications to all N clients), and server memory per idle connection (RSS
+growth after N clients connected and subscribed, divided by N).
+
+Usage: ``.venv/bin/python bench/fanout.py --clients 2000 --write`` (``--write`` replaces the
+``## Fan-out`` section of bench/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.presign import RESULTS, make_tenant, pct, services  # noqa: E402
+
+HEADING = "## Fan-out"
+
+
+# --- servers (run as `fanout.py serve-hub|serve-sio`) ---
+
+
+def serve_hub(port: int) -> None:
+    import contextlib
+
+    import uvicorn
+    from starlette.applications import Starlette
+
+    from core.db import create_pool
+    from core.settings import Settings
+    from server.auth import TokenVerifier
+    from server.realtime import RealtimeComponent, routes
+
+    settings = Settings.from_env()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> Any:
+        assert settings.database_url
+        app.state.pool = await create_pool(settings.database_url, min_size=1, max_size=10)
+        component = RealtimeComponent(app)
+        await component.start()
+        yield
+        await component.stop()
+        await app.state.pool.close()
+
+    app = Starlette(routes=routes(), lifespan=lifespan)
+    app.state.settings = settings
+    app.state.verifier = TokenVerifier(settings)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", backlog=4096)
+
+
+def serve_sio(port: int, redis_url: str) -> None:
+    import socketio
+    import uvicorn
+
+    sio = socketio.AsyncServer(
+        async_mode="asgi", client_manager=socketio.AsyncRedisManager(redis_url), cors_allowed_origins=[]
+    )
+
+    @sio.event
+    async def connect(sid: str, environ: dict[str, Any]) -> None:
+        await sio.enter_room(sid, "bench")
+
+    uvicorn.run(socketio.ASGIApp(sio), host="127.0.0.1", port=port, log_level="warning", backlog=4096)
+
+
+# --- clients ---
+
+
+@dataclass
+class Recorder:
+    expected: int = 0
+    latencies: dict[int, list[float]] = field(default_factory=dict)
+    count: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def record(self, payload: dict[str, Any]) -> None:
+        self.latencies.setdefault(payload["i"], []).append(time.time() - payload["t"])
+        self.count += 1
+        if self.expected and self.count >= self.expected:
+            self.done.set()
+
+    def reset(self, expected: int) -> None:
+        self.latencies.clear()
+        self.count = 0
+        self.expected = expected
+        self.done.clear()
+
+
+async def hub_client(url: str, token: str, channel: str, rec: Recorder, ready: asyncio.Queue[None]) -> None:
+    from websockets.asyncio.client import connect
+
+    async with connect(url, max_queue=None, ping_interval=None, compression=None) as ws:
+        await ws.send(
+            orjson.dumps({"id": 1, "connect": {"token": token}}).decode()
+            + "\n"
+            + orjson.dumps({"id": 2, "subscribe": {"channel": channel}}).decode()
+        )
+        subscribed = False
+        async for frame in ws:
+            for line in str(frame).split("\n"):
+                message = orjson.loads(line)
+                if not message:
+                    await ws.send("{}")
+                elif "push" in message:
+                    rec.record(message["push"]["pub"]["data"])
+                elif message.get("id") == 2 and not subscribed:
+                    subscribed = True
+                    if "error" in message:
+                        raise RuntimeError(message)
+                    ready.put_nowait(None)
+
+
+async def sio_client(url: str, rec: Recorder, ready: asyncio.Queue[None]) -> None:
+    from websockets.asyncio.client import connect
+
+    async with connect(url, max_queue=None, ping_interval=None, compression=None) as ws:
+        opened = str(await ws.recv())
+        assert opened.startswith("0"), opened
+        await ws.send("40")
+        connected = str(await ws.recv())
+        assert connected.startswith("40"), connected
+        ready.put_nowait(None)
+        async for frame in ws:
+            text = str(frame)
+            if text == "2":
+                await ws.send("3")
+            elif text.startswith("42"):
+                _, payload = orjson.loads(text[2:])
+                rec.record(payload)
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+@dataclass
+class Result:
+    name: str
+    clients: int
+    p50_ms: float
+    p99_ms: float
+    deliveries_per_s: float
+    kib_per_conn: float
+    connect_s: float
+
+
+async def measure(
+    name: str,
+    pid: int,
+    n: int,
+    start_client: Callable[[Recorder, asyncio.Queue[None]], Awaitable[None]],
+    publish: Callable[[bytes], Awaitable[None]],
+    *,
+    paced: int,
+    burst: int,
+) -> Result:
+    rec = Recorder()
+    ready: asyncio.Queue[None] = asyncio.Queue()
+    await asyncio.sleep(1.0)
+    base = rss_kib(pid)
+    started = time.perf_counter()
+    tasks = []
+    for i in range(n):
+        tasks.append(asyncio.create_task(start_client(rec, ready)))
+        if i % 100 == 99:  # connect in waves, like reconnect storms are paced by backoff
+            while ready.qsize() < i - 200:
+                await asyncio.sleep(0.01)
+    for _ in range(n):
+        await asyncio.wait_for(ready.get(), 120)
+    connect_s = time.perf_counter() - started
+    await asyncio.sleep(2.0)
+    per_conn = (rss_kib(pid) - base) / n
+
+    rec.reset(n * paced)
+    for i in range(paced):
+        await publish(orjson.dumps({"i": i, "t": time.time(), "pad": "x" * 200}))
+        await asyncio.sleep(0.25)
+    await asyncio.wait_for(rec.done.wait(), 120)
+    latencies = [v for values in rec.latencies.values() for v in values]
+
+    rec.reset(n * burst)
+    t0 = time.perf_counter()
+    for i in range(burst):
+        await publish(orjson.dumps({"i": i, "t": time.time(), "pad": "x" * 200}))
+    await asyncio.wait_for(rec.done.wait(), 300)
+    elapsed = time.perf_counter() - t0
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return Result(
+        name,
+        n,
+        statistics.median(latencies) * 1000,
+        pct(latencies, 0.99) * 1000,
+        n * burst / elapsed,
+        per_conn,
+        connect_s,
+    )
+
+
+def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, str(Path(__file__)), *args],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        start_new_session=True,
+    )
+
+
+def wait_port(port: int) -> None:
+    from server.devstack.process import port_open, wait_until
+
+    wait_until(lambda: port_open(port), 60, f"server on {port}")
+
+
+async def run(settings: Any, n: int, paced: int, burst: int) -> list[Result]:
+    from tests.realtime.conftest import settings_env  # BUILDPEER_* for a Settings
+
+    from server.devstack.process import free_port
+    from server.realtime.broker import Publication
+    from server.realtime.channels import parse_channel
+    from server.realtime.redis_broker import RedisBroker
+
+    results: list[Result] = []
+    if True:
+        bench = await make_tenant(settings)
+        channel = f"project:{bench.project_id}"
+        assert settings.redis_url
+        env = settings_env(settings.replace(realtime_tenant_connection_limit=0))
+
+        hub_port = free_port()
+        hub = spawn(["serve-hub", "--port", str(hub_port)], env)
+        try:
+            wait_port(hub_port)
+            broker = RedisBroker(settings.redis_url, history_size=300, history_ttl=600)
+
+            def ignore(channel: str, pub: Publication) -> None:
+                return None
+
+            async def nothing() -> None:
+                return None
+
+            await broker.start(ignore, nothing)
+            key = parse_channel(channel).broker_name(bench.tenant_id)
+
+            async def hub_publish(data: bytes) -> None:
+                await broker.publish(key, data)
+
+            url = f"ws://127.0.0.1:{hub_port}/connection/websocket"
+            token = bench.tokens["investor"]
+            results.append(
+                await measure(
+                    "BuildPeer hub (Centrifugo protocol, Redis Streams + PUB/SUB)",
+                    hub.pid,
+                    n,
+                    lambda rec, ready: hub_client(url, token, channel, rec, ready),
+                    hub_publish,
+                    paced=paced,
+                    burst=burst,
+                )
+            )
+            await broker.stop()
+        finally:
+            hub.terminate()
+            hub.wait(30)
+
+        import socketio
+
+        sio_port = free_port()
+        sio = spawn(["serve-sio", "--port", str(sio_port), "--redis", settings.redis_url], {})
+        try:
+            wait_port(sio_port)
+            manager = socketio.AsyncRedisManager(settings.redis_url, write_only=True)
+
+            async def sio_publish(data: bytes) -> None:
+                await manager.emit("pub", orjson.loads(data), room="bench")
+
+            url = f"ws://127.0.0.1:{sio_port}/socket.io/?EIO=4&transport=websocket"
+            results.append(
+                await measure(
+                    "python-socketio 5 + AsyncRedisManager",
+                    sio.pid,
+                    n,
+                    lambda rec, ready: sio_client(url, rec, ready),
+                    sio_publish,
+                    paced=paced,
+                    burst=burst,
+                )
+            )
+        finally:
+            sio.terminate()
+            sio.wait(30)
+        await bench.pool.close()
+    return results
+
+
+def report(results: list[Result], command: str) -> str:
+    from importlib.metadata import version
+
+    lines = [
+        HEADING,
+        "",
+        f"Command: `{command}` ({platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"python-socketio {version('python-socketio')}, uvicorn {version('uvicorn')}).",
+        "",
+        "One channel / room, every client subscribed; the server in its own process, all clients in the bench "
+        "process (raw protocol-level WebSocket clients, same cost for both sides); publications go through the "
+        "same Redis. Latency: paced publications (one every 250 ms), publish→receive across all clients. "
+        "Deliveries/s: a burst published back to back until every client has every message. "
+        "Memory: server RSS growth after all clients connected and subscribed, per connection.",
+        "",
+        "| server | clients | p50 latency | p99 latency | deliveries/s | memory per idle connection | connect all |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.name} | {r.clients} | {r.p50_ms:.1f} ms | {r.p99_ms:.1f} ms | {r.deliveries_per_s:,.0f} | "
+            f"{r.kib_per_conn:.1f} KiB | {r.connect_s:.1f} s |"
+        )
+    lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def write_section(section: str) -> None:
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
+    start = text.find(HEADING + "\n")
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + len(HEADING))
+        text = text[:start] + section + ("\n" + text[end + 1 :] if end >= 0 else "")
+    RESULTS.write_text(text.rstrip("\n") + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("mode", nargs="?", default="bench", choices=["bench", "serve-hub", "serve-sio"])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--redis", default="")
+    parser.add_argument("--clients", type=int, default=2000)
+    parser.add_argument("--paced", type=int, default=20)
+    parser.add_argument("--burst", type=int, default=20)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    if args.mode == "serve-hub":
+        serve_hub(args.port)
+        return
+    if args.mode == "serve-sio":
+        serve_sio(args.port, args.redis)
+        return
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    with services() as settings:
+        results = asyncio.run(run(settings, args.clients, args.paced, args.burst))
+    command = ".venv/bin/python bench/fanout.py " + " ".join(a for a in sys.argv[1:] if a != "--write")
+    section = report(results, command.strip())
+    print(section)
+    if args.write:
+        write_section(section)
+
+
+if __name__ == "__main__":
+    main()

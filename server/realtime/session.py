@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 SERVER_VERSION = "buildpeer-1"
 MAX_CHANNELS_PER_CONNECTION = 128
 MAX_RECOVERY_BUFFER = 1000
+MAX_OFFSET = 2**53  # offsets stay exact in Lua (doubles) and JavaScript
 WRITE_BATCH_CHARS = 256 * 1024
 
 
@@ -340,12 +341,7 @@ class Session:
         recover = command.params.get("recover") is True
         offset = command.params.get("offset", 0)
         epoch = command.params.get("epoch", "")
-        if (
-            isinstance(offset, bool)
-            or not isinstance(offset, int)
-            or offset < 0
-            or not isinstance(epoch, str)
-        ):
+        if not _is_offset(offset) or not isinstance(epoch, str):
             raise p.ReplyError(p.ErrorCode.BAD_REQUEST, "offset must be a non-negative integer")
         if not await may_subscribe(self.hub.pool, self.principal, channel):
             raise p.ReplyError(p.ErrorCode.PERMISSION_DENIED)
@@ -387,7 +383,7 @@ class Session:
         limit = command.params.get("limit", 0)
         reverse = command.params.get("reverse", False) is True
         since = command.params.get("since")
-        if isinstance(limit, bool) or not isinstance(limit, int):
+        if isinstance(limit, bool) or not isinstance(limit, int) or abs(limit) > MAX_OFFSET:
             raise p.ReplyError(p.ErrorCode.BAD_REQUEST, "limit must be an integer")
         since_offset: int | None = None
         since_epoch: str | None = None
@@ -396,7 +392,7 @@ class Session:
                 raise p.ReplyError(p.ErrorCode.BAD_REQUEST, "since must be an object")
             since_offset = since.get("offset", 0)
             since_epoch = since.get("epoch", "")
-            if isinstance(since_offset, bool) or not isinstance(since_offset, int) or since_offset < 0:
+            if not _is_offset(since_offset):
                 raise p.ReplyError(p.ErrorCode.BAD_REQUEST, "since.offset must be a non-negative integer")
             if not isinstance(since_epoch, str):
                 raise p.ReplyError(p.ErrorCode.BAD_REQUEST, "since.epoch must be a string")
@@ -442,6 +438,10 @@ class Session:
             return
         sub.offset = pub.offset
         self.enqueue(frame, f"{sub.channel.name}|{pub.key}" if pub.key else None)
+
+
+def _is_offset(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_OFFSET
 
 
 _HANDLERS = {

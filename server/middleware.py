@@ -6,11 +6,15 @@ import re
 import time
 import uuid
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core import logging as ctx
 from server import metrics
 
+_tracer = trace.get_tracer("buildpeer.server")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -38,10 +42,18 @@ class RequestContextMiddleware:
                 message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
             await send(message)
 
+        span = _tracer.start_span(f"HTTP {scope['method']}", kind=SpanKind.SERVER)
+        context_token = otel_context.attach(trace.set_span_in_context(span))
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = _route_template(scope)
+            span.update_name(f"{scope['method']} {route}")
+            span.set_attribute("http.route", route)
+            span.set_attribute("http.status_code", status)
+            span.set_attribute("buildpeer.request_id", rid)
+            span.end()
+            otel_context.detach(context_token)
             metrics.HTTP_LATENCY.labels(scope["method"], route, str(status)).observe(
                 time.perf_counter() - started
             )

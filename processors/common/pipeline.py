@@ -9,9 +9,12 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from core.events import Event
 from core.resources import PROCESSORS
+from core.tracing import from_object_metadata, to_message_attributes
 from processors.common import store
 from processors.common.outcome import Rejected, StepOutcome
 from processors.common.runtime import Runtime, runtime_for
@@ -22,6 +25,7 @@ log = logging.getLogger(__name__)
 
 Work = Callable[[Runtime, ObjectRef, UploadRow], StepOutcome]
 _TIMEOUTS = {spec.name: spec.timeout_seconds for spec in PROCESSORS}
+_tracer = trace.get_tracer("buildpeer.processors")
 
 
 def publish(runtime: Runtime, events: Iterable[Event]) -> None:
@@ -31,7 +35,10 @@ def publish(runtime: Runtime, events: Iterable[Event]) -> None:
         runtime.sns.publish(
             TopicArn=runtime.topic_arn(event.type),
             Message=event.to_json().decode(),
-            MessageAttributes={"type": {"DataType": "String", "StringValue": event.type.value}},
+            MessageAttributes={
+                "type": {"DataType": "String", "StringValue": event.type.value},
+                **to_message_attributes(),
+            },
         )
         by_tenant.setdefault(event.tenant_id, []).append(event.id)
     for tenant_id, ids in by_tenant.items():
@@ -63,17 +70,36 @@ def process_record(runtime: Runtime, body: str, processor: str, work: Work) -> s
     if claim.kind != "run" or claim.upload is None:
         log.info("step skipped", extra={"processor": processor, "key": ref.key, "why": claim.why})
         return f"{claim.kind}: {claim.why}"
-    try:
-        outcome = work(runtime, ref, claim.upload)
-    except Rejected as exc:
-        outcome = StepOutcome.failed(exc.reason, exc.message)
-    except Exception as exc:
-        runtime.run(store.release(runtime.pool, ref, processor, f"{type(exc).__name__}: {exc}"))
-        raise
-    finished = runtime.run(store.finish(runtime.pool, ref, processor, outcome))
-    delete_objects(runtime, finished.delete_keys)
-    publish(runtime, finished.events)
+    parent = from_object_metadata(_object_metadata(runtime, ref))
+    with _tracer.start_as_current_span(
+        f"process {processor}",
+        context=parent,
+        kind=SpanKind.CONSUMER,
+        attributes={"buildpeer.processor": processor, "buildpeer.upload_id": str(claim.upload.upload_id)},
+    ) as span:
+        try:
+            outcome = work(runtime, ref, claim.upload)
+        except Rejected as exc:
+            outcome = StepOutcome.failed(exc.reason, exc.message)
+        except Exception as exc:
+            span.record_exception(exc)
+            runtime.run(store.release(runtime.pool, ref, processor, f"{type(exc).__name__}: {exc}"))
+            raise
+        span.set_attribute("buildpeer.outcome", outcome.state)
+        finished = runtime.run(store.finish(runtime.pool, ref, processor, outcome))
+        delete_objects(runtime, finished.delete_keys)
+        publish(runtime, finished.events)
     return outcome.state
+
+
+def _object_metadata(runtime: Runtime, ref: ObjectRef) -> dict[str, str]:
+    """The object's user metadata (the uploader's trace context); empty when unreadable:
+    tracing never fails a record."""
+    try:
+        head = runtime.s3.head_object(Bucket=ref.bucket, Key=ref.key)
+    except Exception:
+        return {}
+    return dict(head.get("Metadata") or {})
 
 
 def handle_batch(event: dict[str, Any], context: Any, processor: str, work: Work) -> dict[str, Any]:

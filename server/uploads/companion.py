@@ -17,6 +17,7 @@ from core.auth import Principal
 from core.db import tenant_transaction
 from core.keys import is_under_tenant, original_key
 from core.status import ReasonCode, UploadStatus, can_transition
+from core.tracing import to_object_metadata
 from server.errors import ApiError, bad_request, not_found
 from server.permissions import authenticate, require_project_access
 from server.uploads import s3ops, store
@@ -61,7 +62,7 @@ async def _create_row(
         s3_upload_id: str | None = None
         if multipart:
             created = await ctx.s3.create_multipart_upload(
-                Bucket=ctx.bucket, Key=key, ContentType=req.content_type
+                Bucket=ctx.bucket, Key=key, ContentType=req.content_type, Metadata=to_object_metadata()
             )
             s3_upload_id = str(created["UploadId"])
         try:
@@ -107,13 +108,17 @@ async def get_params(request: Request) -> Response:
             f"files over {ctx.settings.single_put_max_bytes} bytes must use the multipart routes",
         )
     document, key, _, _ = await _create_row(ctx, principal, req, multipart=False)
-    url = ctx.presigner.put_object(key, req.content_type)
+    trace_metadata = to_object_metadata()  # signed x-amz-meta-* headers: the trace reaches S3
+    url = ctx.presigner.put_object(key, req.content_type, trace_metadata)
     return JSONResponse(
         {
             "method": "PUT",
             "url": url,
             "fields": {"key": key},
-            "headers": {"content-type": req.content_type},
+            "headers": {
+                "content-type": req.content_type,
+                **{f"x-amz-meta-{name}": value for name, value in trace_metadata.items()},
+            },
             "expires": ctx.settings.presign_expiry_seconds,
             "id": document["id"],
         }

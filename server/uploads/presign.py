@@ -37,11 +37,15 @@ class Presigner:
         self.expires = settings.presign_expiry_seconds
         self.client = client if client is not None else presign_client(settings)
 
-    def put_object(self, key: str, content_type: str) -> str:
-        """A PUT whose signature covers ``Content-Type``: the client must send exactly it."""
+    def put_object(self, key: str, content_type: str, metadata: dict[str, str] | None = None) -> str:
+        """A PUT whose signature covers ``Content-Type`` (and ``x-amz-meta-*`` for
+        ``metadata``): the client must send exactly those headers."""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "ContentType": content_type}
+        if metadata:
+            params["Metadata"] = metadata
         url: str = self.client.generate_presigned_url(
             "put_object",
-            Params={"Bucket": self.bucket, "Key": key, "ContentType": content_type},
+            Params=params,
             ExpiresIn=self.expires,
             HttpMethod="PUT",
         )

@@ -44,7 +44,7 @@ class PushConsumer:
         queue_name: str,
         wait_seconds: int = 20,
         batch_size: int = 10,
-        stop_timeout: float = 10.0,
+        stop_timeout: float = 25.0,
     ) -> None:
         self._sqs = sqs
         self._notifier = notifier
@@ -55,7 +55,6 @@ class PushConsumer:
         self._queue_url: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
-        self._receiving = False
         self.error: BaseException | None = None
         self.handled = 0
 
@@ -74,15 +73,16 @@ class PushConsumer:
             log.error("push consumer crashed", exc_info=self.error)
 
     async def stop(self) -> None:
+        """Finish the poll in flight and the messages it brings, then return. The poll is
+        not cancelled: SQS would still hand its messages to the abandoned request, hiding
+        them for a whole visibility timeout. Past ``stop_timeout`` the task is cancelled."""
         self._stopping.set()
         task = self._task
         if task is None:
             return
-        if self._receiving:
-            task.cancel()  # an idle long poll: nothing in hand to lose
         try:
             await asyncio.wait_for(asyncio.shield(task), self._stop_timeout)
-        except (TimeoutError, asyncio.CancelledError):
+        except TimeoutError:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
@@ -93,16 +93,12 @@ class PushConsumer:
         delay = 0.5
         while not self._stopping.is_set():
             try:
-                self._receiving = True
-                try:
-                    reply = await self._sqs.receive_message(
-                        QueueUrl=self._queue_url,
-                        MaxNumberOfMessages=self._batch,
-                        WaitTimeSeconds=self._wait,
-                        AttributeNames=["ApproximateReceiveCount"],
-                    )
-                finally:
-                    self._receiving = False
+                reply = await self._sqs.receive_message(
+                    QueueUrl=self._queue_url,
+                    MaxNumberOfMessages=self._batch,
+                    WaitTimeSeconds=self._wait,
+                    AttributeNames=["ApproximateReceiveCount"],
+                )
                 messages = reply.get("Messages", [])
                 if messages:
                     await self.handle_batch(messages)

@@ -22,8 +22,24 @@ from tests.notifications.seed import add_device, event_for, seed_upload
 
 
 async def test_app_runs_the_push_consumer(
-    pool: asyncpg.Pool, push_settings: Settings, fcm: FcmEmulator, stack: Any, tenant: TenantFixture
+    pool: asyncpg.Pool,
+    push_settings: Settings,
+    fcm: FcmEmulator,
+    stack: Any,
+    tenant: TenantFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from server import notifications_api
+
+    started: list[Any] = []
+    original = notifications_api.components
+
+    def spy(app: Any) -> list[Any]:
+        found = original(app)
+        started.extend(found)
+        return found
+
+    monkeypatch.setattr(notifications_api, "components", spy)
     t = tenant
     fw = t.users["field_worker"]
     token = await add_device(pool, t.tenant_id, fw, platform="ios", locale="en")
@@ -42,6 +58,9 @@ async def test_app_runs_the_push_consumer(
             if fcm.messages_to(token):
                 break
             await asyncio.sleep(0.05)
+    assert sorted(c.name for c in started) == ["digest-scheduler", "push-notifier"]
+    push = next(c for c in started if c.name == "push-notifier")
+    assert push.error is None
     [message] = fcm.messages_to(token)
     assert message["notification"]["title"] == "File ready"
     assert message["apns"]["headers"]["apns-priority"] == "5"

@@ -6,14 +6,15 @@ the real implementation; tests and Lambdas without a hub use :class:`MemoryPubli
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from core.events import Event
 
 
 class EventPublisher(Protocol):
-    async def publish(self, event: Event) -> None:
-        """Deliver ``event`` to its ``upload:``, ``project:`` and ``user:`` channels."""
+    async def publish(self, event: Event, upload: dict[str, Any] | None = None) -> None:
+        """Deliver ``event`` to its ``upload:``, ``project:`` and ``user:`` channels;
+        ``upload`` is the new upload document when the caller has it."""
         ...
 
 
@@ -21,5 +22,5 @@ class MemoryPublisher:
     def __init__(self) -> None:
         self.events: list[Event] = []
 
-    async def publish(self, event: Event) -> None:
+    async def publish(self, event: Event, upload: dict[str, Any] | None = None) -> None:
         self.events.append(event)

@@ -20,6 +20,8 @@ from typing import Any
 import asyncpg
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from redis.exceptions import RedisError
 
 from core import resources
@@ -27,11 +29,13 @@ from core.db import DatabaseUnavailable, tenant_transaction
 from core.events import Event, InvalidEvent, parse_event
 from core.publish import EventPublisher
 from core.status import ReasonCode, UploadStatus, can_transition
+from core.tracing import from_message_attributes
 from core.upload_view import UPLOAD_COLUMNS, upload_document
 from server import metrics
 from server.realtime.broker import BrokerUnavailable
 from server.status_cache import StatusCache
 
+_tracer = trace.get_tracer("buildpeer.hub")
 log = logging.getLogger(__name__)
 
 CONSUMER = "hub"
@@ -119,7 +123,7 @@ class EventApplier:
             ]
             document = upload_document(row, kinds)
             await self.cache.put(event.tenant_id, document)
-            await self.publisher.publish(event, document)  # type: ignore[call-arg]
+            await self.publisher.publish(event, document)
             return document
 
 
@@ -188,6 +192,7 @@ class EventConsumer:
                     MaxNumberOfMessages=10,
                     WaitTimeSeconds=self.wait_seconds,
                     AttributeNames=["ApproximateReceiveCount"],
+                    MessageAttributeNames=["All"],
                 )
                 messages = response.get("Messages", [])
                 if messages:
@@ -206,7 +211,10 @@ class EventConsumer:
 
     async def _handle_batch(self, queue_url: str, messages: list[dict[str, Any]]) -> None:
         outcomes = await asyncio.gather(*(self._guarded(m) for m in messages))
-        done = [m for m, ok in zip(messages, outcomes, strict=True) if ok]
+        done = [m for m, (ok, _) in zip(messages, outcomes, strict=True) if ok]
+        retry = [m for m, (_, label) in zip(messages, outcomes, strict=True) if label == "retry"]
+        if retry:
+            await self._retry_soon(queue_url, retry)
         if not done:
             return
         entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)]
@@ -214,12 +222,28 @@ class EventConsumer:
         for failure in result.get("Failed", []):
             log.warning("events consumer: delete failed: %s", failure)
 
-    async def _guarded(self, message: dict[str, Any]) -> bool:
+    async def _retry_soon(self, queue_url: str, messages: list[dict[str, Any]]) -> None:
+        """A dependency was down: make the message visible again after a short backoff
+        (2, 4, 8 … 60 s by receive count) instead of the queue's full visibility timeout."""
+        entries = []
+        for i, m in enumerate(messages):
+            count = int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+            entries.append(
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": min(2**count, 60)}
+            )
+        try:
+            await self.sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)
+        except (BotoCoreError, ClientError, OSError) as exc:
+            log.warning("events consumer: could not shorten visibility: %s", exc)
+
+    async def _guarded(self, message: dict[str, Any]) -> tuple[bool, str]:
+        parent = from_message_attributes(message.get("MessageAttributes"))
         async with self._limit:
-            ok, outcome = await self.handle(message.get("Body", ""))
+            with _tracer.start_as_current_span("apply event", context=parent, kind=SpanKind.CONSUMER):
+                ok, outcome = await self.handle(message.get("Body", ""))
         metrics.SQS_MESSAGES.labels(QUEUE, outcome).inc()
         self.handled += 1
-        return ok
+        return ok, outcome
 
     async def handle(self, body: str) -> tuple[bool, str]:
         """(delete the message?, outcome label). Never raises."""
@@ -249,8 +273,5 @@ class _LatePublisher:
         self.app = app
 
     async def publish(self, event: Event, upload: dict[str, Any] | None = None) -> None:
-        publisher = self.app.state.publisher
-        if hasattr(publisher, "broker"):
-            await publisher.publish(event, upload)
-        else:
-            await publisher.publish(event)
+        publisher: EventPublisher = self.app.state.publisher
+        await publisher.publish(event, upload)

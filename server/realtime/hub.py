@@ -17,6 +17,8 @@ from typing import Any
 
 import asyncpg
 import orjson
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from starlette.websockets import WebSocket
 
 from core.auth import Principal
@@ -31,6 +33,7 @@ from server.realtime.registry import SessionRegistry
 from server.realtime.session import Session, Subscription
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("buildpeer.hub")
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,12 +314,18 @@ class Hub:
         data = event_data(event, upload)
         key = str(event.upload_id)
         started = time.perf_counter()
-        await asyncio.gather(
-            *(
-                self.broker.publish(channel.broker_name(event.tenant_id), data, key=key)
-                for channel in event_channels(event)
+        channels = event_channels(event)
+        with _tracer.start_as_current_span(
+            "publish",
+            kind=SpanKind.PRODUCER,
+            attributes={"buildpeer.event_type": event.type.value, "buildpeer.channels": len(channels)},
+        ):
+            await asyncio.gather(
+                *(
+                    self.broker.publish(channel.broker_name(event.tenant_id), data, key=key)
+                    for channel in channels
+                )
             )
-        )
         metrics.FANOUT_LATENCY.observe(time.perf_counter() - started)
 
     async def publish_data(

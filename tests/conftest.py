@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from server import admin
 from server.app import create_app
 from server.auth import mint_token
 from server.devstack.aws import MotoServer, Provisioned, provision
+from server.devstack.clamd import PROJECT_TEST_DATABASE, EmbeddedClamd
 from server.devstack.postgres import EmbeddedPostgres
 from server.devstack.process import free_port, port_open, wait_until
 from server.devstack.redis import EmbeddedRedis
@@ -73,6 +75,39 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     finally:
         for service in reversed(started):
             service.stop()
+
+
+@pytest.fixture(scope="session")
+def clamd(stack: Stack) -> Iterator[EmbeddedClamd]:
+    """One real clamd for the session, on the project's test signatures (EICAR): it starts
+    in seconds and behaves the same on every machine."""
+    server = EmbeddedClamd(
+        stack.base_dir / "clamd",
+        port=free_port(),
+        max_bytes=64 * 1024 * 1024,
+        database_dir=PROJECT_TEST_DATABASE,
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@asynccontextmanager
+async def running_worker(settings: Settings, **options: Any) -> AsyncIterator[Any]:
+    """``buildpeer worker`` in this event loop, polling ``settings``' processor queues;
+    drained and stopped on exit."""
+    from server.worker import Worker
+
+    options = {"poll_wait_seconds": 1, "sweep_interval_seconds": 3600, "drain_seconds": 30, **options}
+    worker = Worker(settings, **options)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        await asyncio.wait_for(worker.started.wait(), 60)
+        yield worker
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 90)
 
 
 @pytest.fixture

@@ -5,10 +5,9 @@ stack (own bucket, queues and topics in the session's moto) with the server's co
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,10 +16,9 @@ import pytest
 from core.settings import Settings
 from server.dashboard import DIST_DIR, INDEX
 from server.devstack.aws import provision
-from server.devstack.clamd import PROJECT_TEST_DATABASE, EmbeddedClamd
-from server.devstack.process import free_port
+from server.devstack.clamd import EmbeddedClamd
 from server.worker import Worker
-from tests.conftest import Stack
+from tests.conftest import Stack, running_worker
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "web"
@@ -57,17 +55,6 @@ def chromium() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture(scope="module")
-def browser_clamd(stack: Stack) -> Iterator[EmbeddedClamd]:
-    """clamd on the project's test signatures (EICAR only): starts in seconds."""
-    server = EmbeddedClamd(
-        stack.base_dir / "clamd-browser", port=free_port(), database_dir=PROJECT_TEST_DATABASE
-    )
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture(scope="session")
 def dash_settings(stack: Stack) -> Settings:
     """Stack ``bpdash`` (own bucket, queues, topics) in the session's moto: the servers
@@ -85,16 +72,11 @@ class Pipeline:
 
 
 @pytest.fixture
-async def running_pipeline(dash_settings: Settings, browser_clamd: EmbeddedClamd) -> AsyncIterator[Pipeline]:
+async def running_pipeline(dash_settings: Settings, clamd: EmbeddedClamd) -> AsyncIterator[Pipeline]:
     """The ``bpdash`` stack with the worker polling its processor queues."""
-    settings = dash_settings.replace(clamd_url=browser_clamd.url)
-    worker = Worker(settings, poll_wait_seconds=1, sweep_interval_seconds=3600, drain_seconds=10)
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-    await asyncio.wait_for(worker.started.wait(), 60)
-    yield Pipeline(settings, worker)
-    stop.set()
-    await asyncio.wait_for(task, 60)
+    settings = dash_settings.replace(clamd_url=clamd.url)
+    async with running_worker(settings, drain_seconds=10) as worker:
+        yield Pipeline(settings, worker)
 
 
 def artifacts_dir() -> Path:

@@ -22,8 +22,10 @@ from server import admin
 from server.auth import mint_token
 from server.devstack.aws import MotoServer, provision
 from server.devstack.clamd import EmbeddedClamd
+from server.devstack.fcm_emulator import FcmEmulator
 from server.devstack.postgres import EmbeddedPostgres
 from server.devstack.redis import EmbeddedRedis
+from server.devstack.smtp_sink import SmtpSink
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,16 @@ class DevStack:
             self._started("clamd", clamd.stop)
             changes["clamd_url"] = clamd.url
             self.say(f"clamd       {clamd.url}, signatures: {clamd.database}")
+        if not s.fcm_credentials:
+            fcm = FcmEmulator(self.var / "push").start()
+            self._started("fcm emulator", fcm.stop)
+            changes.update(fcm_credentials=str(fcm.credentials_path), fcm_endpoint=fcm.url)
+            self.say(f"push        FCM v1 emulator {fcm.url}, messages kept in {fcm.directory}")
+        if not s.smtp_url:
+            sink = SmtpSink(self.var / "mail").start()
+            self._started("smtp sink", sink.stop)
+            changes["smtp_url"] = sink.url
+            self.say(f"email       SMTP sink {sink.url}, messages kept as .eml in {self.var / 'mail'}")
         self.settings = s = s.replace(**changes)
         applied = asyncio.run(migrate(s.owner_database_url or ""))
         self.say(f"migrations  {len(applied)} applied")
@@ -137,6 +149,9 @@ class DevStack:
             "BUILDPEER_REDIS_URL": s.redis_url,
             "BUILDPEER_AWS_ENDPOINT_URL": s.aws_endpoint_url,
             "BUILDPEER_CLAMD_URL": s.clamd_url,
+            "BUILDPEER_FCM_CREDENTIALS": s.fcm_credentials,
+            "BUILDPEER_FCM_ENDPOINT": s.fcm_endpoint,
+            "BUILDPEER_SMTP_URL": s.smtp_url,
             "BUILDPEER_JWT_SECRET": s.jwt_secret,
             "BUILDPEER_BUCKET": s.bucket,
             "BUILDPEER_STACK": s.stack,

@@ -69,7 +69,9 @@ def test_dev_serves_health_and_keeps_data_between_runs(tmp_path: Path) -> None:
         tenant = _cli(var_dir, "tenant", "create", "--name", "Persistente SA")
         demo = json.loads((var_dir / "demo.json").read_text())
         env_file = (var_dir / "dev.env").read_text()
-        assert env_file.count("BUILDPEER_DATABASE_URL=") == 1 and "BUILDPEER_CLAMD_URL=" in env_file
+        assert env_file.count("BUILDPEER_DATABASE_URL=") == 1
+        for variable in ("CLAMD_URL", "FCM_CREDENTIALS", "FCM_ENDPOINT", "SMTP_URL"):
+            assert f"BUILDPEER_{variable}=" in env_file, variable
         commands = [" ".join(c.cmdline()) for c in psutil.Process(first.pid).children(recursive=True)]
         assert any("server.cli worker" in c for c in commands), commands
         assert any("clamd" in c for c in commands), commands

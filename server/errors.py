@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -72,6 +73,11 @@ async def _db_unavailable(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _unstorable_text(request: Request, exc: Exception) -> Response:
+    # PostgreSQL text cannot hold NUL (or characters outside the encoding): bad input, never a 500.
+    return error_response(400, "invalid_text", "text contains characters that cannot be stored (e.g. NUL)")
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error")
     return error_response(500, "internal", "internal error")
@@ -82,5 +88,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     AuthError: _auth_error,
     HTTPException: _http_error,
     DatabaseUnavailable: _db_unavailable,
+    asyncpg.exceptions.CharacterNotInRepertoireError: _unstorable_text,
+    asyncpg.exceptions.UntranslatableCharacterError: _unstorable_text,
     Exception: _unexpected,
 }

@@ -37,3 +37,12 @@ async def test_metrics_and_request_ids(client: httpx.AsyncClient) -> None:
     echoed = await client.get("/health", headers={"X-Request-ID": "abc-123"})
     assert echoed.headers["x-request-id"] == "abc-123"
     assert (await client.get("/nope")).json()["error"]["code"] == "not_found"
+
+
+async def test_nul_in_text_is_a_400_not_a_500(client: httpx.AsyncClient, tenant) -> None:
+    # PostgreSQL cannot store NUL; found by schemathesis on DELETE /api/v1/devices.
+    response = await client.request(
+        "DELETE", "/api/v1/devices", params={"token": "abc\x00def"}, headers=tenant.auth()
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_text"

@@ -8,6 +8,11 @@ dead-letter queue), skip event ids already applied (``processed_events``, consum
 document through to the status cache and publish it. All of that happens in one tenant
 transaction, so a failed publish rolls back the dedupe record and the message is retried.
 Batches of ten, bounded concurrency, delete on success, backoff when SQS fails.
+
+When a dependency fails (PostgreSQL, Redis), the messages are left in the queue and the
+consumer takes no more until PostgreSQL answers again: every receive counts towards the
+queue's ``maxReceiveCount`` (3), so receiving on a timer while the database is down would
+dead-letter the queued events within seconds.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ log = logging.getLogger(__name__)
 
 CONSUMER = "hub"
 QUEUE = "events"
+PROBE_TIMEOUT = 2.0
+HOLD_MAX_DELAY = 10.0
 
 
 class UploadNotFound(LookupError):
@@ -80,6 +87,11 @@ class EventApplier:
     cache: StatusCache
     publisher: EventPublisher
 
+    async def probe(self) -> None:
+        """Raise unless PostgreSQL answers."""
+        async with self.pool.acquire(timeout=PROBE_TIMEOUT) as conn:
+            await conn.fetchval("SELECT 1")
+
     async def apply(self, event: Event) -> dict[str, Any] | None:
         async with tenant_transaction(self.pool, event.tenant_id) as conn:
             fresh = await conn.fetchval(
@@ -108,7 +120,6 @@ class EventApplier:
                     reason,
                 )
                 assert row is not None
-                metrics.UPLOADS_BY_STATUS.labels(event.status.value, reason or "").inc()
             elif row["status"] != event.status.value:
                 log.info(
                     "stale event ignored",
@@ -124,7 +135,10 @@ class EventApplier:
             document = upload_document(row, kinds)
             await self.cache.put(event.tenant_id, document)
             await self.publisher.publish(event, document)
-            return document
+        # Counted once per event (ids are deduplicated), after the commit, whichever part
+        # wrote the status first (the processors usually have).
+        metrics.UPLOADS_BY_STATUS.labels(event.status.value, _reason(event) or "").inc()
+        return document
 
 
 class EventConsumer:
@@ -150,6 +164,7 @@ class EventConsumer:
         self._limit = asyncio.Semaphore(concurrency)
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._held = False  # a dependency failed: wait for it before receiving again
         self.handled = 0
 
     @classmethod
@@ -184,6 +199,9 @@ class EventConsumer:
         delay = 0.1
         queue_url: str | None = None
         while not self._stopping:
+            if self._held:
+                await self._wait_for_dependencies()
+                continue
             try:
                 if queue_url is None:
                     queue_url = (await self.sqs.get_queue_url(QueueName=self.queue_name))["QueueUrl"]
@@ -214,6 +232,7 @@ class EventConsumer:
         done = [m for m, (ok, _) in zip(messages, outcomes, strict=True) if ok]
         retry = [m for m, (_, label) in zip(messages, outcomes, strict=True) if label == "retry"]
         if retry:
+            self._held = True
             await self._retry_soon(queue_url, retry)
         if not done:
             return
@@ -221,6 +240,22 @@ class EventConsumer:
         result = await self.sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
         for failure in result.get("Failed", []):
             log.warning("events consumer: delete failed: %s", failure)
+
+    async def _wait_for_dependencies(self) -> None:
+        """Probe PostgreSQL with a growing delay; receive again once it answers."""
+        delay = 0.5
+        while not self._stopping:
+            try:
+                await asyncio.wait_for(self.applier.probe(), PROBE_TIMEOUT * 2)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("events consumer: holding queued events, database still down (%s)", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, HOLD_MAX_DELAY)
+                continue
+            break
+        self._held = False
 
     async def _retry_soon(self, queue_url: str, messages: list[dict[str, Any]]) -> None:
         """A dependency was down: make the message visible again after a short backoff

@@ -6,6 +6,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 from starlette.requests import Request
 from starlette.responses import Response
 
+from core.metrics import NOTIFICATIONS, PROCESSOR_DURATION, SQS_MESSAGES
+
+__all__ = ["NOTIFICATIONS", "PROCESSOR_DURATION", "SQS_MESSAGES"]
+
 HTTP_LATENCY = Histogram(
     "buildpeer_http_request_duration_seconds",
     "API latency by route",
@@ -27,15 +31,6 @@ FANOUT_LATENCY = Histogram(
     "buildpeer_fanout_latency_seconds",
     "Publish to local delivery latency",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
-)
-SQS_MESSAGES = Counter(
-    "buildpeer_sqs_messages_total", "SQS messages handled per queue and outcome", ["queue", "outcome"]
-)
-PROCESSOR_DURATION = Histogram(
-    "buildpeer_processor_duration_seconds", "Processor handler duration", ["processor"]
-)
-NOTIFICATIONS = Counter(
-    "buildpeer_notifications_total", "Pushes and emails by channel and outcome", ["channel", "outcome"]
 )
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import aioboto3
 
 from core import resources
+from core.metrics import PROCESSOR_DURATION, SQS_MESSAGES
 from core.settings import Settings
 from processors.common.runtime import Runtime
 from processors.deadletter import handler as deadletter_handler
@@ -258,15 +259,22 @@ class Worker:
             timeout_seconds=queue.timeout_seconds,
         )
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
         try:
             response = await loop.run_in_executor(executor, queue.handler, event, context)
             failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
         except Exception:
             log.exception("handler raised; the whole batch will be retried", extra={"queue": queue.name})
             stats.failed += len(messages)
+            SQS_MESSAGES.labels(queue.name, "failed").inc(len(messages))
             return
+        finally:
+            PROCESSOR_DURATION.labels(queue.name).observe(time.perf_counter() - started)
         done = [m for m in messages if m["MessageId"] not in failed]
         stats.failed += len(messages) - len(done)
+        SQS_MESSAGES.labels(queue.name, "processed").inc(len(done))
+        if len(done) < len(messages):
+            SQS_MESSAGES.labels(queue.name, "failed").inc(len(messages) - len(done))
         for start in range(0, len(done), BATCH_SIZE):
             chunk = done[start : start + BATCH_SIZE]
             try:

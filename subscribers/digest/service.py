@@ -27,6 +27,7 @@ from botocore.config import Config
 from redis.asyncio import Redis
 
 from core.db import all_tenant_ids, tenant_transaction
+from core.metrics import NOTIFICATIONS
 from core.settings import Settings
 from subscribers.digest import query
 from subscribers.digest.message import build_email
@@ -198,8 +199,10 @@ class DigestService:
                 "digest failed", extra={"user_id": str(user_id), "day": day.isoformat(), "error": str(exc)}
             )
             await self._finish(who, day, "failed", error=f"{type(exc).__name__}: {exc}"[:1000])
+            NOTIFICATIONS.labels("email", "failed").inc()
             return "failed"
         await self._finish(who, day, "sent", message_id=message_id)
+        NOTIFICATIONS.labels("email", "sent").inc()
         log.info("digest sent", extra={"user_id": str(user_id), "day": day.isoformat()})
         return "sent"
 

@@ -17,6 +17,7 @@ import orjson
 
 from core import resources
 from core.events import Event, InvalidEvent, parse_event
+from core.metrics import SQS_MESSAGES
 from subscribers.push.notifier import PushNotifier, RetryLater
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,8 @@ class PushConsumer:
 
     async def handle_batch(self, messages: list[dict[str, Any]]) -> None:
         done = await asyncio.gather(*(self._handle(m) for m in messages))
+        for ok in done:
+            SQS_MESSAGES.labels("push", "processed" if ok else "failed").inc()
         entries = [
             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
             for i, (m, ok) in enumerate(zip(messages, done, strict=True))

@@ -14,6 +14,7 @@ import asyncpg
 
 from core.db import tenant_transaction
 from core.events import Event
+from core.metrics import NOTIFICATIONS
 from core.settings import Settings
 from subscribers.devices import delete_device
 from subscribers.i18n import pick_locale
@@ -130,6 +131,7 @@ class PushNotifier:
             except Exception as exc:  # a bug or an auth outage: keep the claim retryable
                 log.exception("push send crashed", extra={"device_id": str(device.device_id)})
                 result = SendResult(Outcome.RETRY_LATER, 1, error=f"{type(exc).__name__}: {exc}")
+        NOTIFICATIONS.labels("push", result.outcome.value).inc()
         async with tenant_transaction(self._pool, event.tenant_id) as conn:
             if result.outcome is Outcome.SENT:
                 await store.record(conn, event.id, device.device_id, "sent", name=result.name)

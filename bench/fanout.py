@@ -34,7 +34,8 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.presign import RESULTS, make_tenant, pct, services  # noqa: E402
+from bench.presign import make_tenant, pct, services  # noqa: E402
+from bench.results import write_section  # noqa: E402
 
 HEADING = "## Fan-out"
 
@@ -352,17 +353,6 @@ def report(results: list[Result], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(section: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    start = text.find(HEADING + "\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + section + ("\n" + text[end + 1 :] if end >= 0 else "")
-    RESULTS.write_text(text.rstrip("\n") + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("mode", nargs="?", default="bench", choices=["bench", "serve-hub", "serve-sio"])
@@ -389,7 +379,7 @@ def main() -> None:
     section = report(results, command.strip())
     print(section)
     if args.write:
-        write_section(section)
+        write_section(HEADING, section)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.presign import RESULTS, asgi_client, make_tenant, services  # noqa: E402
+from bench.presign import asgi_client, make_tenant, services  # noqa: E402
+from bench.results import write_section  # noqa: E402
 
 HEADING = "## Status polling"
 
@@ -147,17 +148,6 @@ Target: the cached route at ≥ 70 % of the bare route's throughput.
 """
 
 
-def write_section(section: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    start = text.find(HEADING + "\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + section + ("\n" + text[end + 1 :] if end >= 0 else "")
-    RESULTS.write_text(text.rstrip("\n") + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5)
@@ -170,7 +160,7 @@ def main() -> None:
     section = render(result, command, args.concurrency)
     print(section)
     if args.write:
-        write_section(section)
+        write_section(HEADING, section)
 
 
 if __name__ == "__main__":

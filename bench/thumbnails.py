@@ -23,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-RESULTS = ROOT / "bench" / "RESULTS.md"
+from bench.results import write_section  # noqa: E402
+
 HEADING = "## Thumbnails"
 
 
@@ -151,19 +152,7 @@ def main() -> None:
     section = "\n".join(lines)
     print(section)
     if args.write:
-        write_section(section)
-
-
-def write_section(section: str) -> None:
-    """Replace (or append) only the ``## Thumbnails`` section of RESULTS.md."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    start = text.find(HEADING + "\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + section + (text[end + 1 :] if end != -1 else "")
-    RESULTS.write_text(text.rstrip("\n") + "\n")
+        write_section(HEADING, section)
 
 
 if __name__ == "__main__":

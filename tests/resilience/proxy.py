@@ -1,6 +1,7 @@
 """A tiny TCP proxy on 127.0.0.1 for fault tests, run in its own thread and event loop.
 
-It forwards every connection to ``target``. ``refuse()`` cuts every open connection and
+It forwards every connection to the first of its ``targets`` that accepts one (a load
+balancer that fails over when an instance dies). ``refuse()`` cuts every open connection and
 closes the listening socket (the port answers "connection refused", as an unreachable
 endpoint does); ``stall()`` keeps accepting but forwards nothing (a peer that hangs);
 ``forward()`` listens again on the same port. ``accepted`` counts connections that
@@ -21,8 +22,8 @@ Mode = Literal["forward", "stall", "refuse"]
 
 
 class TcpProxy:
-    def __init__(self, target_host: str, target_port: int, *, port: int | None = None) -> None:
-        self.target = (target_host, target_port)
+    def __init__(self, *targets: tuple[str, int], port: int | None = None) -> None:
+        self.targets = list(targets)
         self.port = port or free_port()
         self.mode: Mode = "forward"
         self.accepted = 0
@@ -47,7 +48,7 @@ class TcpProxy:
     def close(self) -> None:
         if not self._thread.is_alive():
             return
-        self._call(self._shutdown())
+        self._call(self._shutdown(cancel=True))
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
@@ -75,20 +76,25 @@ class TcpProxy:
         sock.bind(("127.0.0.1", self.port))
         self._server = await asyncio.start_server(self._handle, sock=sock)
 
-    async def _shutdown(self) -> None:
+    async def _shutdown(self, *, cancel: bool = False) -> None:
         if self._server is not None:
             self._server.close()
             self._server = None
         for writer in list(self._writers):
             writer.transport.abort()
         self._writers.clear()
+        if cancel:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
         self._writers.add(writer)
         try:
             await self._forwarding.wait()
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
+            up_reader, up_writer = await self._connect()
             self._writers.add(up_writer)
             await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
         except OSError:
@@ -96,6 +102,15 @@ class TcpProxy:
         finally:
             writer.transport.abort()
             self._writers.discard(writer)
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        error: OSError = ConnectionRefusedError("no target")
+        for target in self.targets:
+            try:
+                return await asyncio.open_connection(*target)
+            except OSError as exc:
+                error = exc
+        raise error
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -53,16 +53,25 @@ def delete_objects(runtime: Runtime, keys: list[str]) -> None:
         )
 
 
-def process_record(runtime: Runtime, body: str, processor: str, work: Work) -> str:
+def process_record(
+    runtime: Runtime, body: str, processor: str, work: Work, *, delivery: str | None = None
+) -> str:
     """Process one message body; returns what happened (for logs and tests). Raises to
-    have the message retried (and dead-lettered after the third receive)."""
+    have the message retried (and dead-lettered after the third receive). ``delivery`` is
+    the SQS message id (see :func:`store.claim`)."""
     ref = object_ref(body)
     if ref is None:
         return "ignored: not an upload original"
     if ref.bucket != runtime.settings.bucket:
         return f"ignored: bucket {ref.bucket}"
     claim = runtime.run(
-        store.claim(runtime.pool, ref, processor, in_progress_seconds=_TIMEOUTS.get(processor, 300))
+        store.claim(
+            runtime.pool,
+            ref,
+            processor,
+            in_progress_seconds=_TIMEOUTS.get(processor, 300),
+            delivery=delivery,
+        )
     )
     if claim.kind == "duplicate":
         publish(runtime, claim.pending)
@@ -109,7 +118,7 @@ def handle_batch(event: dict[str, Any], context: Any, processor: str, work: Work
 
     def record_handler(record: SQSRecord) -> None:
         try:
-            outcome = process_record(runtime, record.body, processor, work)
+            outcome = process_record(runtime, record.body, processor, work, delivery=record.message_id)
         except store.StepInProgress as exc:
             log.info("step in progress; retrying later", extra={"processor": processor, "error": str(exc)})
             raise

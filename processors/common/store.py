@@ -88,13 +88,23 @@ async def _pending_events(conn: asyncpg.Connection, upload_id: uuid.UUID) -> lis
     return [parse_event(r["payload"]) for r in rows]
 
 
-async def claim(pool: asyncpg.Pool, ref: ObjectRef, processor: str, *, in_progress_seconds: float) -> Claim:
+async def claim(
+    pool: asyncpg.Pool,
+    ref: ObjectRef,
+    processor: str,
+    *,
+    in_progress_seconds: float,
+    delivery: str | None = None,
+) -> Claim:
     """Decide whether this delivery does the work, and mark the step running if so.
 
     ``duplicate``: this processor already finished this object version (the caller only
     flushes events still in the outbox). ``skip``: nothing to do for this upload (not
     applicable, or already final) — recorded, so redeliveries are duplicates. A step
-    ``running`` for less than ``in_progress_seconds`` raises :class:`StepInProgress`.
+    ``running`` for less than ``in_progress_seconds`` raises :class:`StepInProgress` —
+    unless it was claimed by this very message (``delivery``, the SQS message id): SQS
+    hands a message out again only once its visibility timeout ran out undeleted, so the
+    receive that claimed the step is gone (its process was killed) and this one takes over.
     """
     version = ref.object_version
     async with tenant_transaction(pool, ref.tenant_id) as conn:
@@ -102,7 +112,8 @@ async def claim(pool: asyncpg.Pool, ref: ObjectRef, processor: str, *, in_progre
         if upload is None or upload.s3_key != ref.key or upload.project_id != ref.project_id:
             return Claim("missing", why="no upload row for this key in its tenant")
         step = await conn.fetchrow(
-            "SELECT state, object_version, started_at > now() - make_interval(secs => $3) AS fresh "
+            "SELECT state, object_version, started_at > now() - make_interval(secs => $3) AS fresh, "
+            "result->>'delivery' AS delivery "
             "FROM processing_steps WHERE upload_id = $1 AND processor = $2",
             ref.upload_id,
             processor,
@@ -111,7 +122,7 @@ async def claim(pool: asyncpg.Pool, ref: ObjectRef, processor: str, *, in_progre
         if step is not None and step["object_version"] == version:
             if step["state"] != "running":
                 return Claim("duplicate", upload, pending=await _pending_events(conn, ref.upload_id))
-            if step["fresh"]:
+            if step["fresh"] and (delivery is None or step["delivery"] != delivery):
                 raise StepInProgress(f"{processor} of {ref.upload_id} is already running")
         skip_why = ""
         if processor not in applicable_processors(upload.declared_type):
@@ -137,7 +148,7 @@ async def claim(pool: asyncpg.Pool, ref: ObjectRef, processor: str, *, in_progre
             processor,
             version,
             state,
-            {"skipped": skip_why} if skip_why else {},
+            {"skipped": skip_why} if skip_why else ({"delivery": delivery} if delivery else {}),
         )
         if skip_why:
             return Claim("skip", upload, why=skip_why)

@@ -45,43 +45,20 @@ class BenchStack:
 
 @contextlib.contextmanager
 def services() -> Iterator[Any]:
-    from core.migrate import migrate
-    from core.settings import Settings
-    from server.devstack.aws import MotoServer, provision
-    from server.devstack.postgres import EmbeddedPostgres
-    from server.devstack.process import free_port
-    from server.devstack.redis import EmbeddedRedis
+    from server.devstack.ephemeral import ephemeral_services
 
     with tempfile.TemporaryDirectory(prefix="bp-bench-") as tmp:
-        base = Path(tmp)
-        os.chmod(base, 0o755)
-        pg = EmbeddedPostgres(base / "pg", port=free_port(), durable=False)
-        redis = EmbeddedRedis(base / "redis", port=free_port(), durable=False)
-        moto = MotoServer(port=free_port())
-        started: list[Any] = []
-        try:
-            for service in (pg, redis, moto):
-                service.start()
-                started.append(service)
-            settings = Settings(
-                database_url=pg.app_url(),
-                migrate_database_url=pg.owner_url,
-                redis_url=redis.url,
-                aws_endpoint_url=moto.url,
-                jwt_secret="bench-secret-0123456789abcdef-0123456789",
-                stack="bpbench",
-                bucket="bpbench-uploads",
-                var_dir=base / "var",
-                rate_limit_ip_per_minute=0,
-                rate_limit_tenant_per_minute=0,
-                events_consumer_enabled=False,
-            )
-            asyncio.run(migrate(pg.owner_url))
-            provision(settings)
-            yield settings
-        finally:
-            for service in reversed(started):
-                service.stop()
+        os.chmod(tmp, 0o755)
+        with ephemeral_services(
+            Path(tmp),
+            jwt_secret="bench-secret-0123456789abcdef-0123456789",
+            stack="bpbench",
+            bucket="bpbench-uploads",
+            rate_limit_ip_per_minute=0,
+            rate_limit_tenant_per_minute=0,
+            events_consumer_enabled=False,
+        ) as running:
+            yield running.settings
 
 
 async def make_tenant(settings: Any) -> BenchStack:

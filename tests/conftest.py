@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -22,59 +20,31 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 
 from core.db import create_pool
-from core.migrate import migrate
 from core.settings import Settings
 from server import admin
 from server.app import create_app
 from server.auth import mint_token
-from server.devstack.aws import MotoServer, Provisioned, provision
 from server.devstack.clamd import PROJECT_TEST_DATABASE, EmbeddedClamd
-from server.devstack.postgres import EmbeddedPostgres
-from server.devstack.process import free_port, port_open, wait_until
-from server.devstack.redis import EmbeddedRedis
+from server.devstack.ephemeral import EphemeralServices, ephemeral_services
+from server.devstack.process import free_port, wait_until
 
 JWT_SECRET = "test-secret-0123456789abcdef-0123456789"
 
 
-@dataclass
-class Stack:
-    pg: EmbeddedPostgres
-    redis: EmbeddedRedis
-    moto: MotoServer
-    settings: Settings
-    provisioned: Provisioned
-    base_dir: Path
+Stack = EphemeralServices
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    base = tmp_path_factory.mktemp("stack")
-    pg = EmbeddedPostgres(base / "pg", port=free_port(), durable=False)
-    redis = EmbeddedRedis(base / "redis", port=free_port(), durable=False)
-    moto = MotoServer(port=free_port())
-    started: list[Any] = []
-    try:
-        for service in (pg, redis, moto):
-            service.start()
-            started.append(service)
-        settings = Settings(
-            database_url=pg.app_url(),
-            migrate_database_url=pg.owner_url,
-            redis_url=redis.url,
-            aws_endpoint_url=moto.url,
-            jwt_secret=JWT_SECRET,
-            stack="bptest",
-            bucket="bptest-uploads",
-            var_dir=base / "var",
-            rate_limit_ip_per_minute=0,
-            rate_limit_tenant_per_minute=0,
-        )
-        asyncio.run(migrate(pg.owner_url))
-        provisioned = provision(settings)
-        yield Stack(pg, redis, moto, settings, provisioned, base)
-    finally:
-        for service in reversed(started):
-            service.stop()
+    with ephemeral_services(
+        tmp_path_factory.mktemp("stack"),
+        jwt_secret=JWT_SECRET,
+        stack="bptest",
+        bucket="bptest-uploads",
+        rate_limit_ip_per_minute=0,
+        rate_limit_tenant_per_minute=0,
+    ) as services:
+        yield services
 
 
 @pytest.fixture(scope="session")
@@ -255,4 +225,4 @@ def live_server(settings: Settings) -> Iterator[Any]:
         server.stop()
 
 
-__all__ = ["JWT_SECRET", "LiveServer", "Stack", "TenantFixture", "port_open", "time"]
+__all__ = ["JWT_SECRET", "LiveServer", "Stack", "TenantFixture", "running_worker"]

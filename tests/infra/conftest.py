@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,7 @@ import httpx
 import pytest
 from cfnlint.decode import decode
 
-from server.devstack.aws import MotoServer
-from server.devstack.process import free_port
+from server.devstack.process import ManagedProcess, free_port, port_open, wait_until
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "infra" / "templates"
 
@@ -24,18 +24,42 @@ def load(name: str) -> dict[str, Any]:
     return dict(template)
 
 
+class MotoProcess:
+    """A moto server in its own process. moto keeps its state per process, so resetting
+    this one can never empty the session's moto that every other test relies on."""
+
+    def __init__(self, base: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = ManagedProcess(
+            "moto",
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            log_path=base / "moto.log",
+        )
+
+    def start(self) -> None:
+        self.process.start()
+        wait_until(self._ready, 30, "moto")
+
+    def _ready(self) -> bool:
+        self.process.check_alive()  # raises with the log's tail if moto died
+        return port_open(self.port)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
 @pytest.fixture
-def moto() -> Iterator[MotoServer]:
-    """A moto server over HTTP on a free port, emptied after the test. (moto servers in one
-    process share their backends, so a comparison snapshots, resets, and deploys again.)"""
-    server = MotoServer(free_port())
+def moto(tmp_path: Path) -> Iterator[MotoProcess]:
+    """A moto server over HTTP on a free port, in its own process; a comparison snapshots,
+    resets it, and deploys again."""
+    server = MotoProcess(tmp_path)
     server.start()
     try:
         yield server
     finally:
-        reset(server)
         server.stop()
 
 
-def reset(server: MotoServer) -> None:
+def reset(server: MotoProcess) -> None:
     httpx.post(f"{server.url}/moto-api/reset").raise_for_status()

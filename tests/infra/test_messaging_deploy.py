@@ -8,17 +8,17 @@ from typing import Any
 
 from core import resources
 from core.settings import Settings
-from server.devstack.aws import MotoServer, client, provision
-from tests.infra.conftest import TEMPLATES, reset
+from server.devstack.aws import client, provision
+from tests.infra.conftest import TEMPLATES, MotoProcess, reset
 
 STACK, BUCKET = "bp-infra-test", "bp-infra-test-uploads"
 
 
-def _client(server: MotoServer, service: str) -> Any:
+def _client(server: MotoProcess, service: str) -> Any:
     return client(Settings(aws_endpoint_url=server.url), service)
 
 
-def _queues(server: MotoServer) -> dict[str, dict[str, Any]]:
+def _queues(server: MotoProcess) -> dict[str, dict[str, Any]]:
     sqs = _client(server, "sqs")
     out = {}
     for url in sqs.list_queues(QueueNamePrefix=STACK).get("QueueUrls", []):
@@ -33,11 +33,11 @@ def _queues(server: MotoServer) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _topics(server: MotoServer) -> set[str]:
+def _topics(server: MotoProcess) -> set[str]:
     return {t["TopicArn"].rsplit(":", 1)[-1] for t in _client(server, "sns").list_topics()["Topics"]}
 
 
-def _rule(server: MotoServer) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+def _rule(server: MotoProcess) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     events = _client(server, "events")
     name = resources.event_rule_name(STACK)
     rule = events.describe_rule(Name=name)
@@ -45,7 +45,7 @@ def _rule(server: MotoServer) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     return json.loads(rule["EventPattern"]), sorted((t["Id"], t["Arn"].rsplit(":", 1)[-1]) for t in targets)
 
 
-def _deploy(server: MotoServer) -> dict[str, str]:
+def _deploy(server: MotoProcess) -> dict[str, str]:
     cfn = _client(server, "cloudformation")
     cfn.create_stack(
         StackName=STACK,
@@ -60,7 +60,7 @@ def _deploy(server: MotoServer) -> dict[str, str]:
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
 
-def _snapshot(server: MotoServer) -> dict[str, Any]:
+def _snapshot(server: MotoProcess) -> dict[str, Any]:
     return {
         "queues": _queues(server),
         "topics": _topics(server),
@@ -69,7 +69,7 @@ def _snapshot(server: MotoServer) -> dict[str, Any]:
     }
 
 
-def test_template_creates_what_the_local_stack_provisions(moto: MotoServer) -> None:
+def test_template_creates_what_the_local_stack_provisions(moto: MotoProcess) -> None:
     provision(Settings(aws_endpoint_url=moto.url, stack=STACK, bucket=BUCKET))
     local = _snapshot(moto)
     reset(moto)
@@ -82,7 +82,7 @@ def test_template_creates_what_the_local_stack_provisions(moto: MotoServer) -> N
     assert len(deployed["queues"]) == 2 * (len(resources.PROCESSORS) + len(resources.CONSUMERS))
 
 
-def test_deployed_names_and_settings_follow_core_resources(moto: MotoServer) -> None:
+def test_deployed_names_and_settings_follow_core_resources(moto: MotoProcess) -> None:
     deployed = moto
     _deploy(deployed)
     queues = _queues(deployed)

@@ -22,8 +22,9 @@ from core.tracing import (
     to_message_attributes,
     to_object_metadata,
 )
-from server.devstack.aws import MotoServer, client, provision
+from server.devstack.aws import client, provision
 from server.telemetry import shutdown_tracing
+from tests.infra.conftest import MotoProcess
 
 
 @pytest.fixture
@@ -77,7 +78,7 @@ def test_missing_or_malformed_context_starts_a_new_trace(
 
 
 def test_context_survives_s3_metadata_and_sns_to_sqs_raw_delivery(
-    moto: MotoServer, spans: tuple[trace.Tracer, InMemorySpanExporter]
+    moto: MotoProcess, spans: tuple[trace.Tracer, InMemorySpanExporter]
 ) -> None:
     tracer, exporter = spans
     settings = Settings(aws_endpoint_url=moto.url, stack="bp-trace", bucket="bp-trace-uploads")

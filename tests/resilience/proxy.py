@@ -97,7 +97,7 @@ class TcpProxy:
             up_reader, up_writer = await self._connect()
             self._writers.add(up_writer)
             await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-        except OSError:
+        except (OSError, asyncio.CancelledError):  # closed under it: the connection just ends
             pass
         finally:
             writer.transport.abort()

@@ -1,0 +1,559 @@
+"""Soak: many WebSocket clients with churn while upload events stream through one server.
+
+One ``buildpeer serve`` process (full app: hub + SQS events consumer) on throw-away
+PostgreSQL, Redis and moto, all on 127.0.0.1. This process holds N protocol-level
+WebSocket clients (Centrifugo v2 JSON, as the stock SDK speaks it), each subscribed to
+one of P project channels with recovery on; a churn task closes a random client's
+connection at a steady pace (``--churn`` of the clients per minute) and the client
+reconnects after a short pause, recovering what it missed from the channel history.
+
+Upload events (one ``upload.completed`` per upload, uploads spread evenly over the
+projects) are sent into the ``events`` SQS queue — the body SNS raw delivery would put
+there — at ``--rate`` per second; the server's consumer applies each one in PostgreSQL,
+writes the status cache and publishes it to the upload's channels.
+
+Figures: publications lost by connected clients (offset gaps inside a session, gaps a
+recovery did not fill, and at the end the distance from each connected client to the top
+of its channel; target 0), duplicates, unrecovered reconnects, delivery latency (event
+sent → live publication received, p50/p99/max), and the server's RSS sampled over the run
+(target: flat).
+
+Usage: ``.venv/bin/python bench/soak.py --clients 5000 --minutes 5 --write`` (``--write``
+replaces the ``## Soak`` section of bench/RESULTS.md). Stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.results import write_section  # noqa: E402
+
+HEADING = "## Soak"
+RECONNECT_PAUSE = (0.2, 1.5)  # a phone changing networks: publications are missed meanwhile
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+# --- clients ---
+
+
+@dataclass
+class Totals:
+    delivered: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    reconnects: int = 0
+    recovered: int = 0
+    unrecovered: int = 0
+    recovered_pubs: int = 0
+    errors: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+
+class Client:
+    """One connection at a time, resubscribing with recovery after every reconnect."""
+
+    def __init__(self, url: str, token: str, channel: str, totals: Totals, sent_at: dict[str, float]) -> None:
+        self.url = url
+        self.token = token
+        self.channel = channel
+        self.totals = totals
+        self.sent_at = sent_at
+        self.offset: int | None = None
+        self.epoch = ""
+        self.ws: Any = None
+        self.live = False  # connected and subscribed
+        self.subscribed = asyncio.Event()
+        self.stopping = False
+
+    async def run(self) -> None:
+        while not self.stopping:
+            try:
+                await self._session()
+            except Exception:  # a refused or broken connection: counted, retried
+                self.totals.errors += 1
+            self.live = False
+            self.ws = None
+            if not self.stopping:
+                await asyncio.sleep(random.uniform(*RECONNECT_PAUSE))
+
+    async def churn(self) -> None:
+        if self.ws is not None and self.live:
+            self.totals.reconnects += 1
+            self.live = False
+            await self.ws.close()
+
+    async def _session(self) -> None:
+        from websockets.asyncio.client import connect
+
+        async with connect(
+            self.url, max_queue=None, ping_interval=None, compression=None, open_timeout=120
+        ) as ws:
+            self.ws = ws
+            subscribe: dict[str, Any] = {"channel": self.channel}
+            recovering = self.offset is not None
+            if recovering:
+                subscribe.update(recover=True, offset=self.offset, epoch=self.epoch)
+            await ws.send(
+                orjson.dumps({"id": 1, "connect": {"token": self.token}}).decode()
+                + "\n"
+                + orjson.dumps({"id": 2, "subscribe": subscribe}).decode()
+            )
+            async for frame in ws:
+                for line in str(frame).split("\n"):
+                    message = orjson.loads(line)
+                    if not message:
+                        await ws.send("{}")  # pong
+                    elif "push" in message:
+                        pub = message["push"].get("pub")
+                        if pub is not None:
+                            self._publication(pub, live=True)
+                    elif message.get("id") == 2:
+                        if "error" in message:
+                            raise RuntimeError(message["error"])
+                        self._subscribed(message["subscribe"], recovering)
+                    elif "error" in message:
+                        raise RuntimeError(message["error"])
+
+    def _subscribed(self, result: dict[str, Any], recovering: bool) -> None:
+        top = int(result.get("offset", 0))
+        if recovering and result.get("recovered"):
+            self.totals.recovered += 1
+            for pub in result.get("publications", []):
+                self.totals.recovered_pubs += 1
+                self._publication(pub, live=False)
+            assert self.offset is not None
+            if top > self.offset:
+                self.totals.lost += top - self.offset
+        elif recovering:
+            self.totals.unrecovered += 1
+        self.offset = max(top, self.offset or 0) if recovering and result.get("recovered") else top
+        self.epoch = result.get("epoch", "")
+        self.live = True
+        self.subscribed.set()
+
+    def _publication(self, pub: dict[str, Any], *, live: bool) -> None:
+        offset = int(pub.get("offset", 0))
+        if self.offset is not None:
+            if offset <= self.offset:
+                self.totals.duplicates += 1
+                return
+            if offset > self.offset + 1:
+                self.totals.lost += offset - self.offset - 1
+        self.offset = offset
+        self.totals.delivered += 1
+        if live:
+            sent = self.sent_at.get(pub["data"]["id"])
+            if sent is not None:
+                self.totals.latencies.append(time.monotonic() - sent)
+
+
+# --- the run ---
+
+
+@dataclass
+class Fixture:
+    tenant_id: uuid.UUID
+    user_id: uuid.UUID
+    projects: list[uuid.UUID]
+    uploads: list[tuple[uuid.UUID, uuid.UUID]]  # (upload, project)
+    token: str
+
+
+async def prepare(settings: Any, projects: int, uploads: int) -> Fixture:
+    import asyncpg
+
+    from core.db import create_pool
+    from server import admin
+    from server.auth import mint_token
+
+    pool = await create_pool(settings.database_url, min_size=1, max_size=4)
+    try:
+        tenant = uuid.UUID((await admin.create_tenant(pool, "Soak"))["tenant_id"])
+        user = uuid.UUID((await admin.create_user(pool, tenant, "admin@soak.example", "admin"))["user_id"])
+        project_ids = [
+            uuid.UUID((await admin.create_project(pool, tenant, f"Obra {i}"))["project_id"])
+            for i in range(projects)
+        ]
+    finally:
+        await pool.close()
+    rows = []
+    pairs = []
+    for i in range(uploads):
+        upload_id, project_id = uuid.uuid4(), project_ids[i % projects]
+        pairs.append((upload_id, project_id))
+        key = f"tenant-{tenant}/project-{project_id}/uploads/{upload_id}/original/foto.jpg"
+        rows.append((tenant, upload_id, project_id, user, "foto.jpg", "image/jpeg", 1000, key, "uploading"))
+    owner = await asyncpg.connect(settings.migrate_database_url)  # bulk load past row security
+    try:
+        await owner.copy_records_to_table(
+            "uploads",
+            records=rows,
+            columns=[
+                "tenant_id",
+                "upload_id",
+                "project_id",
+                "uploader_id",
+                "file_name",
+                "declared_type",
+                "size_bytes",
+                "s3_key",
+                "status",
+            ],
+        )
+    finally:
+        await owner.close()
+    token = mint_token(settings, user_id=user, tenant_id=tenant, role="admin", ttl_seconds=86400)
+    return Fixture(tenant, user, project_ids, pairs, token)
+
+
+def start_server(settings: Any, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    from tests.realtime.conftest import settings_env  # BUILDPEER_* for a Settings
+
+    served = settings.replace(
+        events_consumer_enabled=True,
+        push_consumer_enabled=False,
+        digest_scheduler_enabled=False,
+        realtime_tenant_connection_limit=0,
+        log_level="WARNING",
+    )
+    log = open(log_path, "ab")
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
+            env={**os.environ, **settings_env(served)},
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    finally:
+        log.close()
+
+
+@dataclass
+class Report:
+    clients: int
+    projects: int
+    minutes: float
+    rate: float
+    churn: float
+    sent: int
+    send_failures: int
+    applied: int
+    totals: Totals
+    tail_lost: int
+    connected_at_end: int
+    connect_s: float
+    rss: list[tuple[float, int]]
+    load: tuple[float, float, float]
+
+
+async def run(settings: Any, events_url: str, args: argparse.Namespace) -> Report:
+    import boto3
+
+    from core.db import create_pool
+    from core.events import Event, EventType
+    from core.status import UploadStatus
+    from server.devstack.process import free_port, port_open, wait_until
+    from server.realtime.broker import Publication
+    from server.realtime.channels import parse_channel
+    from server.realtime.redis_broker import RedisBroker
+
+    total_events = int(args.rate * args.minutes * 60)
+    fixture = await prepare(settings, args.projects, total_events)
+    port = free_port()
+    log_path = Path(settings.var_dir) / "soak-server.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    server = start_server(settings, port, log_path)
+    totals = Totals()
+    sent_at: dict[str, float] = {}
+    clients: list[Client] = []
+    tasks: list[asyncio.Task[None]] = []
+    rss: list[tuple[float, int]] = []
+    try:
+        await asyncio.to_thread(wait_until, lambda: port_open(port), 60, "buildpeer serve")
+        url = f"ws://127.0.0.1:{port}/connection/websocket"
+
+        # Connect everyone, in waves (as reconnect storms are paced by backoff).
+        started = time.monotonic()
+        for i in range(args.clients):
+            project = fixture.projects[i % len(fixture.projects)]
+            client = Client(url, fixture.token, f"project:{project}", totals, sent_at)
+            clients.append(client)
+            tasks.append(asyncio.create_task(client.run()))
+            if i % 100 == 99:
+                await asyncio.wait_for(asyncio.gather(*(c.subscribed.wait() for c in clients[:-100])), 300)
+        await asyncio.wait_for(asyncio.gather(*(c.subscribed.wait() for c in clients)), 300)
+        connect_s = time.monotonic() - started
+        await asyncio.sleep(2)
+        t0 = time.monotonic()
+        rss.append((0.0, rss_kib(server.pid)))
+
+        sqs = boto3.client(
+            "sqs",
+            region_name=settings.aws_region,
+            endpoint_url=settings.aws_endpoint_url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="soak-send")
+        failures = 0
+
+        def send(bodies: list[tuple[str, bytes]]) -> None:
+            nonlocal failures
+            result = sqs.send_message_batch(
+                QueueUrl=events_url,
+                Entries=[{"Id": str(i), "MessageBody": body.decode()} for i, (_, body) in enumerate(bodies)],
+            )
+            failures += len(result.get("Failed", []))
+
+        async def produce() -> int:
+            loop = asyncio.get_running_loop()
+            batch = 10
+            pending = []
+            for b in range(total_events // batch):
+                due = t0 + b * batch / args.rate
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                bodies = []
+                for upload_id, project_id in fixture.uploads[b * batch : (b + 1) * batch]:
+                    event = Event.new(
+                        EventType.UPLOAD_COMPLETED,
+                        tenant_id=fixture.tenant_id,
+                        project_id=project_id,
+                        upload_id=upload_id,
+                        user_id=fixture.user_id,
+                        status=UploadStatus.UPLOADED,
+                    )
+                    bodies.append((str(event.id), event.to_json()))
+                now = time.monotonic()
+                for event_id, _ in bodies:
+                    sent_at[event_id] = now
+                pending.append(loop.run_in_executor(executor, send, bodies))
+            await asyncio.gather(*pending)
+            return (total_events // batch) * batch
+
+        async def churn() -> None:
+            interval = 60.0 / (args.clients * args.churn)
+            next_at = time.monotonic()
+            while True:
+                next_at += interval
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+                await random.choice(clients).churn()
+
+        async def sample() -> None:
+            while True:
+                await asyncio.sleep(args.sample_seconds)
+                rss.append((time.monotonic() - t0, rss_kib(server.pid)))
+                lag = len(sent_at)
+                print(
+                    f"  t={time.monotonic() - t0:6.0f}s rss={rss[-1][1] / 1024:.0f} MiB "
+                    f"delivered={totals.delivered} lost={totals.lost} reconnects={totals.reconnects} "
+                    f"latencies={len(totals.latencies)} sent={lag}",
+                    flush=True,
+                )
+
+        churner = asyncio.create_task(churn())
+        sampler = asyncio.create_task(sample())
+        sent = await produce()
+        # Drain: the consumer catches up, clients get the last publications.
+        pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+        applied = 0
+        try:
+            from core.db import tenant_transaction
+
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                async with tenant_transaction(pool, fixture.tenant_id, readonly=True) as conn:
+                    applied = int(
+                        await conn.fetchval("SELECT count(*) FROM uploads WHERE status = 'uploaded'")
+                    )
+                if applied >= sent:
+                    break
+                await asyncio.sleep(1)
+        finally:
+            await pool.close()
+        churner.cancel()
+        await asyncio.sleep(5)
+        sampler.cancel()
+        rss.append((time.monotonic() - t0, rss_kib(server.pid)))
+        executor.shutdown()
+
+        # Tail: every client connected now must be at the top of its channel.
+        broker = RedisBroker(settings.redis_url, history_size=300, history_ttl=600)
+
+        def ignore(channel: str, pub: Publication) -> None:
+            return None
+
+        async def nothing() -> None:
+            return None
+
+        await broker.start(ignore, nothing)
+        tops: dict[str, int] = {}
+        for project in fixture.projects:
+            channel = f"project:{project}"
+            _, position = await broker.history(
+                parse_channel(channel).broker_name(fixture.tenant_id), since=None, limit=0
+            )
+            tops[channel] = position.offset
+        await broker.stop()
+        tail_lost = 0
+        connected = 0
+        for client in clients:
+            if client.live and client.offset is not None:
+                connected += 1
+                tail_lost += max(0, tops[client.channel] - client.offset)
+        return Report(
+            clients=args.clients,
+            projects=args.projects,
+            minutes=args.minutes,
+            rate=args.rate,
+            churn=args.churn,
+            sent=sent,
+            send_failures=failures,
+            applied=applied,
+            totals=totals,
+            tail_lost=tail_lost,
+            connected_at_end=connected,
+            connect_s=connect_s,
+            rss=rss,
+            load=os.getloadavg(),
+        )
+    finally:
+        for client in clients:
+            client.stopping = True
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def render(r: Report, command: str) -> str:
+    t = r.totals
+    lat = t.latencies
+    rss_rows = [f"| {at:.0f} s | {kib / 1024:.0f} MiB |" for at, kib in r.rss]
+    first_min = [kib for at, kib in r.rss if at >= 60] or [r.rss[0][1]]
+    growth = (r.rss[-1][1] - first_min[0]) / 1024
+    lost_total = t.lost + r.tail_lost
+    lines = [
+        HEADING,
+        "",
+        f"Command: `{command}` ({platform.machine()}, {os.cpu_count()} CPUs shared by the server, the "
+        f"clients, PostgreSQL, Redis and moto; Python {platform.python_version()}).",
+        "",
+        f"One `buildpeer serve` process (hub + SQS events consumer). {r.clients:,} protocol-level "
+        f"WebSocket clients in the bench process, each subscribed with recovery to one of {r.projects} "
+        f"project channels ({r.clients // r.projects} per channel). Churn: {r.churn:.0%} of the clients per "
+        f"minute have their connection closed and reconnect after "
+        f"{RECONNECT_PAUSE[0]}-{RECONNECT_PAUSE[1]} s, "
+        f"recovering from history. Events: {r.rate:.0f} uploads/s for {r.minutes:g} min, one "
+        f"`upload.completed` each, sent into the `events` queue (SNS raw-delivery body); the consumer "
+        f"applies each in PostgreSQL, writes the status cache and publishes to the upload's channels.",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| events sent / applied | {r.sent:,} / {r.applied:,} (send failures: {r.send_failures}) |",
+        f"| publications delivered (live + recovered) | {t.delivered:,} ({t.recovered_pubs:,} recovered) |",
+        f"| **publications lost by connected clients** | **{lost_total}** (in-session gaps {t.lost}, "
+        f"behind the channel top at the end {r.tail_lost}) |",
+        f"| duplicates | {t.duplicates} |",
+        f"| reconnects (churn) / recovered / unrecovered | {t.reconnects:,} / {t.recovered:,} / "
+        f"{t.unrecovered} |",
+        f"| connection errors (retried) | {t.errors} |",
+        f"| clients connected at the end | {r.connected_at_end:,} / {r.clients:,} |",
+        f"| delivery latency, event sent → live publication (p50 / p99 / max) | "
+        f"{statistics.median(lat) * 1000:.0f} ms / {pct(lat, 0.99) * 1000:.0f} ms / {max(lat) * 1000:.0f} ms "
+        f"({len(lat):,} samples) |"
+        if lat
+        else "| delivery latency | no samples |",
+        f"| connect + subscribe all | {r.connect_s:.1f} s |",
+        f"| server RSS growth from minute 1 to the end | {growth:+.0f} MiB |",
+        f"| load average at the end (1/5/15 min) | {r.load[0]:.1f} / {r.load[1]:.1f} / {r.load[2]:.1f} |",
+        "",
+        "Server RSS over the run (t = 0 once every client is connected and subscribed):",
+        "",
+        "| t | server RSS |",
+        "|---|---|",
+        *rss_rows,
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clients", type=int, default=5000)
+    parser.add_argument("--projects", type=int, default=100)
+    parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("--rate", type=float, default=100.0, help="uploads (events) per second")
+    parser.add_argument(
+        "--churn", type=float, default=0.10, help="share of the clients reconnecting per minute"
+    )
+    parser.add_argument("--sample-seconds", type=float, default=30.0)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    if args.clients < args.projects or args.clients <= 0 or args.rate <= 0 or args.minutes <= 0:
+        parser.error("need clients >= projects > 0, rate > 0 and minutes > 0")
+    import resource
+
+    from server.devstack.ephemeral import ephemeral_services
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    with tempfile.TemporaryDirectory(prefix="bp-soak-") as tmp:
+        os.chmod(tmp, 0o755)
+        with ephemeral_services(
+            Path(tmp),
+            jwt_secret="soak-secret-0123456789abcdef-0123456789",
+            stack="bpsoak",
+            bucket="bpsoak-uploads",
+            rate_limit_ip_per_minute=0,
+            rate_limit_tenant_per_minute=0,
+        ) as services:
+            report = asyncio.run(run(services.settings, services.provisioned.queue_urls["events"], args))
+    command = ".venv/bin/python bench/soak.py " + " ".join(a for a in sys.argv[1:] if a != "--write")
+    section = render(report, command.strip())
+    print(section)
+    if args.write:
+        write_section(HEADING, section)
+
+
+if __name__ == "__main__":
+    main()

@@ -12,7 +12,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Protocol
 
 import aioboto3
-from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -21,7 +20,7 @@ from starlette.routing import BaseRoute, Route
 from core.db import create_pool
 from core.publish import EventPublisher, MemoryPublisher
 from core.settings import Settings
-from server import dashboard, derivatives_api, notifications_api, openapi, realtime, uploads
+from server import dashboard, derivatives_api, notifications_api, openapi, realtime, redis_client, uploads
 from server.auth import TokenVerifier
 from server.errors import EXCEPTION_HANDLERS
 from server.health import health
@@ -99,9 +98,7 @@ def create_app(settings: Settings, *, run_components: bool = True) -> Starlette:
                 settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
             )
             stack.push_async_callback(app.state.pool.close)
-            app.state.redis = Redis.from_url(
-                settings.redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
-            )
+            app.state.redis = redis_client.connect(settings.redis_url)
             stack.push_async_callback(app.state.redis.aclose)
             app.state.status_cache = StatusCache(app.state.redis, settings.status_cache_ttl_seconds)
             app.state.aws = aioboto3.Session()

@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 
 from core.db import create_pool
 from core.settings import Settings
-from server import admin
+from server import admin, redis_client
 from server.app import create_app
 from server.auth import mint_token
 from server.devstack.clamd import PROJECT_TEST_DATABASE, EmbeddedClamd
@@ -104,7 +104,7 @@ async def owner_pool(stack: Stack) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture(scope="session")
 async def redis(stack: Stack) -> AsyncIterator[Redis]:
     assert stack.settings.redis_url
-    r = Redis.from_url(stack.settings.redis_url)
+    r = redis_client.connect(stack.settings.redis_url)
     yield r
     await r.aclose()
 

@@ -8,10 +8,9 @@ import argparse
 import asyncio
 from datetime import date
 
-from redis.asyncio import Redis
-
 from core.db import DatabaseUnavailable, create_pool
 from core.settings import Settings
+from server import redis_client
 from server.commands import CommandError
 from server.commands.output import add_json_flag, emit
 from subscribers.digest.senders import sender_for
@@ -46,7 +45,7 @@ async def send_day(settings: Settings, day: date, *, force: bool) -> dict[str, i
         pool = await create_pool(settings.database_url, min_size=1, max_size=4)
     except DatabaseUnavailable as exc:
         raise CommandError(f"cannot reach the database: {exc}") from exc
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client.connect(settings.redis_url)
     sender = sender_for(settings)
     try:
         service = DigestService(pool, redis, sender, S3Presigner.from_settings(settings), settings)

@@ -389,7 +389,15 @@ async def test_ses_sender_through_moto(
     finally:
         await sender.close()
     async with httpx.AsyncClient() as http:
-        data = (await http.get(f"{settings.aws_endpoint_url}/moto-api/data.json")).json()
+        # moto walks every backend for data.json; a poller in another thread can change one
+        # mid-walk (a 500). Ask again, a bounded number of times.
+        for _ in range(5):
+            reply = await http.get(f"{settings.aws_endpoint_url}/moto-api/data.json")
+            if reply.status_code == 200:
+                break
+            await asyncio.sleep(0.5)
+        assert reply.status_code == 200, reply.text[-2000:]
+        data = reply.json()
     raw = [m for m in _moto_messages(data) if seeded["sp"] in orjson.dumps(m).decode()]
     assert len(raw) == 1
     body = raw[0].get("raw_data", "")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import random
@@ -35,6 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,6 +238,29 @@ async def prepare(settings: Any, projects: int, uploads: int) -> Fixture:
     return Fixture(tenant, user, project_ids, pairs, token)
 
 
+@contextlib.contextmanager
+def moto_process(base: Path) -> Iterator[str]:
+    """``moto_server`` in its own process on a free loopback port; its URL."""
+    from server.devstack.process import ManagedProcess, free_port, port_open, wait_until
+
+    port = free_port()
+    proc = ManagedProcess(
+        "moto",
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        log_path=base / "moto.log",
+    )
+    proc.start()
+    try:
+        assert proc.proc is not None
+        # moto stands in for a managed service that does not share these two cores: it gets
+        # the CPU first, or its O(queue length) sends turn any backlog into a spiral.
+        os.setpriority(os.PRIO_PROCESS, proc.proc.pid, -10)
+        wait_until(lambda: port_open(port), 30, "moto_server")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.stop()
+
+
 def start_server(settings: Any, port: int, log_path: Path) -> subprocess.Popen[bytes]:
     from tests.realtime.conftest import settings_env  # BUILDPEER_* for a Settings
 
@@ -271,6 +296,7 @@ class Report:
     sent: int
     send_failures: int
     applied: int
+    source: str
     totals: Totals
     tail_lost: int
     connected_at_end: int
@@ -283,11 +309,12 @@ async def run(settings: Any, events_url: str, args: argparse.Namespace) -> Repor
     import boto3
 
     from core.db import create_pool
-    from core.events import Event, EventType
+    from core.events import Event, EventType, parse_event
     from core.status import UploadStatus
     from server.devstack.process import free_port, port_open, wait_until
     from server.realtime.broker import Publication
     from server.realtime.channels import parse_channel
+    from server.realtime.hub import event_channels, event_data
     from server.realtime.redis_broker import RedisBroker
 
     total_events = int(args.rate * args.minutes * 60)
@@ -329,14 +356,16 @@ async def run(settings: Any, events_url: str, args: argparse.Namespace) -> Repor
         )
         executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="soak-send")
         failures = 0
+        delivered_to_sqs = 0
 
         def send(bodies: list[tuple[str, bytes]]) -> None:
-            nonlocal failures
+            nonlocal failures, delivered_to_sqs
             result = sqs.send_message_batch(
                 QueueUrl=events_url,
                 Entries=[{"Id": str(i), "MessageBody": body.decode()} for i, (_, body) in enumerate(bodies)],
             )
             failures += len(result.get("Failed", []))
+            delivered_to_sqs += len(result.get("Successful", []))
 
         async def produce() -> int:
             loop = asyncio.get_running_loop()
@@ -359,9 +388,26 @@ async def run(settings: Any, events_url: str, args: argparse.Namespace) -> Repor
                 now = time.monotonic()
                 for event_id, _ in bodies:
                     sent_at[event_id] = now
-                pending.append(loop.run_in_executor(executor, send, bodies))
+                if args.source == "sqs":
+                    pending.append(loop.run_in_executor(executor, send, bodies))
+                else:
+                    pending.append(asyncio.ensure_future(hub_publish(bodies)))
             await asyncio.gather(*pending)
             return (total_events // batch) * batch
+
+        async def hub_publish(bodies: list[tuple[str, bytes]]) -> None:
+            """What the consumer of another instance does after applying an event (Hub.publish)."""
+            nonlocal delivered_to_sqs
+            for _, body in bodies:
+                event = parse_event(body)
+                data = event_data(event)
+                await asyncio.gather(
+                    *(
+                        broker.publish(channel.broker_name(event.tenant_id), data, key=str(event.upload_id))
+                        for channel in event_channels(event)
+                    )
+                )
+                delivered_to_sqs += 1
 
         async def churn() -> None:
             interval = 60.0 / (args.clients * args.churn)
@@ -375,14 +421,29 @@ async def run(settings: Any, events_url: str, args: argparse.Namespace) -> Repor
             while True:
                 await asyncio.sleep(args.sample_seconds)
                 rss.append((time.monotonic() - t0, rss_kib(server.pid)))
-                lag = len(sent_at)
+                attrs = await asyncio.to_thread(
+                    sqs.get_queue_attributes,
+                    QueueUrl=events_url,
+                    AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+                )
+                depth = sum(int(v) for v in attrs["Attributes"].values())
                 print(
                     f"  t={time.monotonic() - t0:6.0f}s rss={rss[-1][1] / 1024:.0f} MiB "
+                    f"produced={len(sent_at)} in-sqs={delivered_to_sqs} queue-depth={depth} "
                     f"delivered={totals.delivered} lost={totals.lost} reconnects={totals.reconnects} "
-                    f"latencies={len(totals.latencies)} sent={lag}",
+                    f"errors={totals.errors}",
                     flush=True,
                 )
 
+        broker = RedisBroker(settings.redis_url, history_size=300, history_ttl=600)
+
+        def ignore(channel: str, pub: Publication) -> None:
+            return None
+
+        async def nothing() -> None:
+            return None
+
+        await broker.start(ignore, nothing)
         churner = asyncio.create_task(churn())
         sampler = asyncio.create_task(sample())
         sent = await produce()
@@ -392,7 +453,7 @@ async def run(settings: Any, events_url: str, args: argparse.Namespace) -> Repor
         try:
             from core.db import tenant_transaction
 
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + (120 if args.source == "sqs" else 0)
             while time.monotonic() < deadline:
                 async with tenant_transaction(pool, fixture.tenant_id, readonly=True) as conn:
                     applied = int(
@@ -410,15 +471,6 @@ async def run(settings: Any, events_url: str, args: argparse.Namespace) -> Repor
         executor.shutdown()
 
         # Tail: every client connected now must be at the top of its channel.
-        broker = RedisBroker(settings.redis_url, history_size=300, history_ttl=600)
-
-        def ignore(channel: str, pub: Publication) -> None:
-            return None
-
-        async def nothing() -> None:
-            return None
-
-        await broker.start(ignore, nothing)
         tops: dict[str, int] = {}
         for project in fixture.projects:
             channel = f"project:{project}"
@@ -442,6 +494,7 @@ async def run(settings: Any, events_url: str, args: argparse.Namespace) -> Repor
             sent=sent,
             send_failures=failures,
             applied=applied,
+            source=args.source,
             totals=totals,
             tail_lost=tail_lost,
             connected_at_end=connected,
@@ -482,12 +535,23 @@ def render(r: Report, command: str) -> str:
         f"minute have their connection closed and reconnect after "
         f"{RECONNECT_PAUSE[0]}-{RECONNECT_PAUSE[1]} s, "
         f"recovering from history. Events: {r.rate:.0f} uploads/s for {r.minutes:g} min, one "
-        f"`upload.completed` each, sent into the `events` queue (SNS raw-delivery body); the consumer "
-        f"applies each in PostgreSQL, writes the status cache and publishes to the upload's channels.",
+        + (
+            "`upload.completed` each, sent into the `events` queue (SNS raw-delivery body, moto in its own "
+            "process); the server's consumer applies each in PostgreSQL, writes the status cache and "
+            "publishes to the upload's four channels."
+            if r.source == "sqs"
+            else "`upload.completed` each, published by the bench to the upload's four channels through "
+            "the Redis broker — what the events consumer of another server instance does after applying "
+            "it (`--source broker`: the SQS and PostgreSQL legs are not in this run)."
+        ),
         "",
         "| figure | value |",
         "|---|---|",
-        f"| events sent / applied | {r.sent:,} / {r.applied:,} (send failures: {r.send_failures}) |",
+        (
+            f"| events sent / applied | {r.sent:,} / {r.applied:,} (send failures: {r.send_failures}) |"
+            if r.source == "sqs"
+            else f"| events published (4 channels each) | {r.sent:,} |"
+        ),
         f"| publications delivered (live + recovered) | {t.delivered:,} ({t.recovered_pubs:,} recovered) |",
         f"| **publications lost by connected clients** | **{lost_total}** (in-session gaps {t.lost}, "
         f"behind the channel top at the end {r.tail_lost}) |",
@@ -527,27 +591,42 @@ def main() -> None:
         "--churn", type=float, default=0.10, help="share of the clients reconnecting per minute"
     )
     parser.add_argument("--sample-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--source",
+        choices=["sqs", "broker"],
+        default="sqs",
+        help="sqs: events into the server's events queue (full path); broker: the publications the "
+        "consumer makes, published through the Redis broker as another instance would",
+    )
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     if args.clients < args.projects or args.clients <= 0 or args.rate <= 0 or args.minutes <= 0:
         parser.error("need clients >= projects > 0, rate > 0 and minutes > 0")
     import resource
 
+    from server.devstack.aws import provision
     from server.devstack.ephemeral import ephemeral_services
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     with tempfile.TemporaryDirectory(prefix="bp-soak-") as tmp:
         os.chmod(tmp, 0o755)
-        with ephemeral_services(
-            Path(tmp),
-            jwt_secret="soak-secret-0123456789abcdef-0123456789",
-            stack="bpsoak",
-            bucket="bpsoak-uploads",
-            rate_limit_ip_per_minute=0,
-            rate_limit_tenant_per_minute=0,
-        ) as services:
-            report = asyncio.run(run(services.settings, services.provisioned.queue_urls["events"], args))
+        with (
+            ephemeral_services(
+                Path(tmp),
+                jwt_secret="soak-secret-0123456789abcdef-0123456789",
+                stack="bpsoak",
+                bucket="bpsoak-uploads",
+                rate_limit_ip_per_minute=0,
+                rate_limit_tenant_per_minute=0,
+            ) as services,
+            moto_process(Path(tmp)) as moto_url,
+        ):
+            # The in-process moto of ephemeral_services would share this process's GIL with the
+            # clients: the server and the event sender use one in its own process instead.
+            settings = services.settings.replace(aws_endpoint_url=moto_url)
+            provisioned = provision(settings)
+            report = asyncio.run(run(settings, provisioned.queue_urls["events"], args))
     command = ".venv/bin/python bench/soak.py " + " ".join(a for a in sys.argv[1:] if a != "--write")
     section = render(report, command.strip())
     print(section)

@@ -47,6 +47,7 @@ CONSUMER = "hub"
 QUEUE = "events"
 PROBE_TIMEOUT = 2.0
 HOLD_MAX_DELAY = 10.0
+BATCHES_IN_FLIGHT = 3
 
 
 class UploadNotFound(LookupError):
@@ -165,6 +166,8 @@ class EventConsumer:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._held = False  # a dependency failed: wait for it before receiving again
+        self._batch_slots = asyncio.Semaphore(BATCHES_IN_FLIGHT)
+        self._batches: set[asyncio.Task[None]] = set()
         self.handled = 0
 
     @classmethod
@@ -196,6 +199,17 @@ class EventConsumer:
         self._task = None
 
     async def _run(self) -> None:
+        try:
+            await self._receive_loop()
+        except asyncio.CancelledError:  # stop() past its timeout: the batches go with it
+            for task in self._batches:
+                task.cancel()
+            raise
+        finally:
+            if self._batches:
+                await asyncio.gather(*self._batches, return_exceptions=True)
+
+    async def _receive_loop(self) -> None:
         delay = 0.1
         queue_url: str | None = None
         while not self._stopping:
@@ -214,7 +228,12 @@ class EventConsumer:
                 )
                 messages = response.get("Messages", [])
                 if messages:
-                    await self._handle_batch(queue_url, messages)
+                    # The next receive overlaps this batch's work (one SQS round trip per
+                    # batch otherwise caps the rate); BATCHES_IN_FLIGHT bounds what is held.
+                    await self._batch_slots.acquire()
+                    task = asyncio.create_task(self._batch(queue_url, messages))
+                    self._batches.add(task)
+                    task.add_done_callback(self._batch_done)
                 delay = 0.1
             except asyncio.CancelledError:
                 raise
@@ -226,6 +245,18 @@ class EventConsumer:
                 log.exception("events consumer: unexpected error (retrying)")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 20.0)
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._batches.discard(task)
+        self._batch_slots.release()
+
+    async def _batch(self, queue_url: str, messages: list[dict[str, Any]]) -> None:
+        try:
+            await self._handle_batch(queue_url, messages)
+        except (BotoCoreError, ClientError, OSError) as exc:  # not deleted: they come back
+            log.warning("events consumer: batch not acknowledged: %s", exc)
+        except Exception:
+            log.exception("events consumer: unexpected error in a batch")
 
     async def _handle_batch(self, queue_url: str, messages: list[dict[str, Any]]) -> None:
         outcomes = await asyncio.gather(*(self._guarded(m) for m in messages))

@@ -25,7 +25,7 @@ import uuid
 from typing import Any
 
 import msgpack
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -46,6 +46,8 @@ PREFIX = "bp:rt:"
 CONTROL_CHANNEL = PREFIX + "control"
 META_TTL_SECONDS = 7 * 86400
 SUBSCRIBE_TIMEOUT = 5.0
+POOL_CONNECTIONS = 100
+POOL_WAIT_SECONDS = 5.0
 
 _PUBLISH = """
 local epoch = redis.call('hget', KEYS[2], 'e')
@@ -136,7 +138,18 @@ class RedisBroker:
         self.presence_ttl = presence_ttl
         self.idle_ping_seconds = idle_ping_seconds
         no_retry = Retry(NoBackoff(), 0)
-        self.redis = Redis.from_url(url, retry=no_retry, socket_connect_timeout=2, socket_timeout=5)
+        # A bounded pool that waits for a free connection: redis-py's default pool fails at
+        # once ("Too many connections") past 100 calls in flight, which a reconnect storm of
+        # a few hundred clients (history + presence per subscribe) reaches.
+        self._pool: BlockingConnectionPool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=POOL_CONNECTIONS,
+            timeout=POOL_WAIT_SECONDS,
+            retry=no_retry,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+        )
+        self.redis = Redis(connection_pool=self._pool)
         self._publish_script = self.redis.register_script(_PUBLISH)
         self._history_script = self.redis.register_script(_HISTORY)
         self._channels: set[str] = set()  # live subscriptions wanted by this instance
@@ -169,6 +182,7 @@ class RedisBroker:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.shield(_aclose(self.redis))
+        await asyncio.shield(self._pool.disconnect())
 
     # --- the live feed ---
 

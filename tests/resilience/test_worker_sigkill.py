@@ -98,15 +98,12 @@ async def test_message_of_a_killed_worker_comes_back_and_is_applied_once(
             assert time.monotonic() < deadline, "the scan never started"
             await asyncio.sleep(0.05)
         await asyncio.to_thread(first.kill)  # SIGKILL mid-scan
-        killed_at = time.monotonic()
         assert scan["attempts"] == 1
         proxy.forward()
 
         worker_process(p.settings)
         row = await wait_status(pool, ref, final={"ready", "failed", "quarantined"}, within=45)
         assert (row["status"], row["reason_code"]) == ("ready", None)
-        # The scan's message was invisible until its visibility timeout ran out.
-        assert time.monotonic() - killed_at >= VISIBILITY - 1
 
         done = await steps(pool, ref)
         assert {name: s["state"] for name, s in done.items()} == {

@@ -192,7 +192,10 @@ class Settings:
     )
     scan_max_bytes: int = _setting(_int(1), 1024**3, "Largest file sent to clamd")
     processing_timeout_seconds: int = _setting(
-        _int(10), 1800, "Uploads stuck in scanning/processing fail after this"
+        _int(10),
+        7200,
+        "Uploads stuck in scanning/processing fail after this (longer than three receives at the "
+        "longest visibility timeout, so a redelivery or the dead-letter queue decides first)",
     )
     ocr_max_pages: int = _setting(_int(0, 100), 3, "Pages OCR'd when a PDF has no text layer")
     worker_concurrency: int = _setting(_int(1, 100), 4, "Concurrent handler invocations per queue")

@@ -212,6 +212,8 @@ class RedisBroker:
             except (RedisError, OSError) as exc:
                 if not self._closing:
                     log.warning("realtime broker: PUB/SUB connection lost: %s", exc)
+                    # Redis went away: the command pool's idle connections are dead too.
+                    await self._drop_idle_connections()
             finally:
                 self._pubsub = None
                 self.connected.clear()
@@ -319,8 +321,15 @@ class RedisBroker:
                 ],
             )
         except (RedisError, OSError) as exc:
+            await self._drop_idle_connections()  # the next publish starts on a fresh connection
             raise BrokerUnavailable(f"publish failed: {exc}") from exc
         return StreamPosition(int(offset), _text(epoch))
+
+    async def _drop_idle_connections(self) -> None:
+        try:
+            await self._pool.disconnect(inuse_connections=False)
+        except (RedisError, OSError) as exc:
+            log.debug("realtime broker: dropping idle connections failed: %s", exc)
 
     async def history(
         self, channel: str, *, since: int | None, limit: int, reverse: bool = False

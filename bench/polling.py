@@ -25,26 +25,18 @@ sys.path.insert(0, str(ROOT))
 
 from bench.presign import asgi_client, make_tenant, services  # noqa: E402
 from bench.results import write_section  # noqa: E402
+from server.status_cache import StatusCache  # noqa: E402
 
 HEADING = "## Status polling"
 
 
-class CacheOff:
+class CacheOff(StatusCache):
     """A status cache that never holds anything: each poll reads through to PostgreSQL."""
 
-    def __init__(self, redis: Any, ttl: int) -> None:
-        self.redis = redis
-        self.ttl = ttl
+    async def get_many(self, *keys: str) -> list[bytes | None]:
+        return [None] * len(keys)
 
-    async def get_raw(self, tenant_id: Any, upload_id: Any) -> bytes | None:
-        return None
-
-    async def put(self, tenant_id: Any, document: dict[str, Any]) -> bytes:
-        import orjson
-
-        return orjson.dumps(document)
-
-    async def invalidate(self, tenant_id: Any, upload_id: Any) -> None:
+    async def set_raw(self, key: str, value: bytes) -> None:
         return None
 
 

@@ -19,7 +19,8 @@ import uvicorn
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 
-from core.db import create_pool
+from core.db import create_pool, tenant_transaction
+from core.keys import original_key
 from core.settings import Settings
 from server import admin, redis_client
 from server.app import create_app
@@ -155,6 +156,25 @@ async def create_tenant_fixture(
     return TenantFixture(tid, projects, users, tokens, settings)
 
 
+async def insert_upload(pool: asyncpg.Pool, t: TenantFixture, status: str = "uploading") -> uuid.UUID:
+    """An upload row (a PDF in project 0, by the field worker) written straight to the
+    database, for tests of the parts downstream of the Uploads API."""
+    upload_id = uuid.uuid4()
+    async with tenant_transaction(pool, t.tenant_id) as conn:
+        await conn.execute(
+            "INSERT INTO uploads (tenant_id, upload_id, project_id, uploader_id, file_name, declared_type, "
+            "size_bytes, s3_key, status) "
+            "VALUES ($1, $2, $3, $4, 'plano.pdf', 'application/pdf', 1234, $5, $6)",
+            t.tenant_id,
+            upload_id,
+            t.projects[0],
+            t.users["field_worker"],
+            original_key(t.tenant_id, t.projects[0], upload_id, "plano.pdf"),
+            status,
+        )
+    return upload_id
+
+
 @pytest.fixture
 async def make_tenant(pool: asyncpg.Pool, settings: Settings) -> Any:
     async def factory(**kwargs: Any) -> TenantFixture:
@@ -225,4 +245,4 @@ def live_server(settings: Settings) -> Iterator[Any]:
         server.stop()
 
 
-__all__ = ["JWT_SECRET", "LiveServer", "Stack", "TenantFixture", "running_worker"]
+__all__ = ["JWT_SECRET", "LiveServer", "Stack", "TenantFixture", "insert_upload", "running_worker"]

@@ -17,8 +17,9 @@ from core.events import Event, EventType
 from core.status import UploadStatus
 from server.devstack.process import ManagedProcess, free_port, port_open, wait_until
 from server.devstack.redis import EmbeddedRedis
+from tests.conftest import insert_upload as make_upload
 from tests.realtime.conftest import FAST, settings_env
-from tests.realtime.test_js_sdk import make_upload, sns_publish
+from tests.realtime.test_js_sdk import sns_publish
 from tests.realtime.wsclient import Closed, WsClient
 
 ROOT = Path(__file__).resolve().parents[2]

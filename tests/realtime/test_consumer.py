@@ -20,7 +20,7 @@ from server.app import aws_client_kwargs
 from server.realtime.broker import BrokerUnavailable
 from server.realtime.consumer import EventApplier, EventConsumer, unwrap_body
 from server.status_cache import StatusCache
-from tests.realtime.test_js_sdk import make_upload
+from tests.conftest import insert_upload as make_upload
 
 
 class RecordingPublisher(MemoryPublisher):

@@ -5,7 +5,6 @@ disconnect, and ``recovered: false`` once history no longer covers the gap."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 import orjson
@@ -17,25 +16,9 @@ from server.devstack.aws import client as aws_client
 from server.realtime.broker import Publication
 from server.realtime.redis_broker import RedisBroker
 from server.status_cache import StatusCache
+from tests.conftest import insert_upload as make_upload
 from tests.realtime.conftest import publish
 from tests.realtime.jsclient import JsClient
-
-
-async def make_upload(pool: Any, t: Any, status: str = "uploading") -> uuid.UUID:
-    upload_id = uuid.uuid4()
-    async with tenant_transaction(pool, t.tenant_id) as conn:
-        await conn.execute(
-            "INSERT INTO uploads (tenant_id, upload_id, project_id, uploader_id, file_name, declared_type, "
-            "size_bytes, s3_key, status) "
-            "VALUES ($1, $2, $3, $4, 'plano.pdf', 'application/pdf', 1234, $5, $6)",
-            t.tenant_id,
-            upload_id,
-            t.projects[0],
-            t.users["field_worker"],
-            f"tenant-{t.tenant_id}/project-{t.projects[0]}/uploads/{upload_id}/original/plano.pdf",
-            status,
-        )
-    return upload_id
 
 
 def sns_publish(stack: Any, event: Event) -> None:

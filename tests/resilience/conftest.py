@@ -9,7 +9,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from core.db import tenant_transaction
 from core.events import Event, EventType
 from core.settings import Settings
 from core.status import UploadStatus
@@ -39,23 +38,6 @@ def queue_counts(settings: Settings, queue_url: str) -> tuple[int, int]:
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
     return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
-
-
-async def insert_upload(pool: Any, t: Any, status: str = "uploading") -> uuid.UUID:
-    upload_id = uuid.uuid4()
-    async with tenant_transaction(pool, t.tenant_id) as conn:
-        await conn.execute(
-            "INSERT INTO uploads (tenant_id, upload_id, project_id, uploader_id, file_name, declared_type, "
-            "size_bytes, s3_key, status) "
-            "VALUES ($1, $2, $3, $4, 'plano.pdf', 'application/pdf', 1234, $5, $6)",
-            t.tenant_id,
-            upload_id,
-            t.projects[0],
-            t.users["field_worker"],
-            f"tenant-{t.tenant_id}/project-{t.projects[0]}/uploads/{upload_id}/original/plano.pdf",
-            status,
-        )
-    return upload_id
 
 
 def status_event(t: Any, upload_id: uuid.UUID, status: UploadStatus) -> Event:

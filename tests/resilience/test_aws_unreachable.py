@@ -25,10 +25,10 @@ from core.db import tenant_transaction
 from core.status import UploadStatus
 from server.devstack.clamd import EmbeddedClamd
 from server.status_cache import StatusCache
-from tests.conftest import Stack, TenantFixture, running_worker
+from tests.conftest import Stack, TenantFixture, insert_upload, running_worker
 from tests.pipeline import samples
 from tests.pipeline.helpers import create_upload, isolated_stack, wait_status
-from tests.resilience.conftest import QUIET, insert_upload, sns_publish, status_event
+from tests.resilience.conftest import QUIET, sns_publish, status_event
 from tests.resilience.proxy import TcpProxy
 
 DOWN_SECONDS = 15

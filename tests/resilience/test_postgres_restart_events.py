@@ -17,9 +17,8 @@ from core.db import create_pool, tenant_transaction
 from core.status import UploadStatus
 from server.devstack.aws import client as aws_client
 from server.status_cache import StatusCache
-from tests.conftest import Stack
+from tests.conftest import Stack, insert_upload
 from tests.resilience.conftest import (
-    insert_upload,
     isolated_settings,
     poll,
     queue_counts,

@@ -12,8 +12,7 @@ import pytest
 from core.db import tenant_transaction
 from processors.common import store
 from processors.common.s3event import object_ref
-from tests.conftest import TenantFixture
-from tests.resilience.conftest import insert_upload
+from tests.conftest import TenantFixture, insert_upload
 
 
 async def test_only_the_message_that_claimed_a_running_step_takes_it_over(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -35,6 +36,9 @@ from processors.metadata import handler as metadata_handler
 from processors.scan import handler as scan_handler
 from processors.sweeper.handler import sweep
 
+# The worker exports processor metrics to Prometheus; the handlers' CloudWatch EMF lines
+# (what Lambda turns into metrics) would only be noise on this process's stdout.
+os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]

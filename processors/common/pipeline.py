@@ -4,9 +4,13 @@ do the work, record the outcome, publish its events. Shared by every handler."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from opentelemetry import trace
@@ -26,6 +30,7 @@ log = logging.getLogger(__name__)
 Work = Callable[[Runtime, ObjectRef, UploadRow], StepOutcome]
 _TIMEOUTS = {spec.name: spec.timeout_seconds for spec in PROCESSORS}
 _tracer = trace.get_tracer("buildpeer.processors")
+_metrics = Metrics(namespace="BuildPeer", service="processors")
 
 
 def publish(runtime: Runtime, events: Iterable[Event]) -> None:
@@ -127,7 +132,23 @@ def handle_batch(event: dict[str, Any], context: Any, processor: str, work: Work
             raise
         log.debug("record processed", extra={"processor": processor, "outcome": outcome})
 
+    started = time.perf_counter()
     response = process_partial_response(
         event=event, record_handler=record_handler, processor=batch, context=context
     )
+    _emit_metrics(processor, len(event.get("Records", [])), response, time.perf_counter() - started)
     return dict(response)
+
+
+def _emit_metrics(processor: str, records: int, response: Any, seconds: float) -> None:
+    """CloudWatch EMF metrics of one batch, as a structured log line that Lambda's log
+    pipeline turns into metrics. ``buildpeer worker`` turns them off
+    (``POWERTOOLS_METRICS_DISABLED``): it exports the same facts to Prometheus."""
+    if is_metrics_disabled():  # nothing to add: a disabled flush would not clear it either
+        return
+    failed = len(response.get("batchItemFailures", []))
+    _metrics.add_dimension(name="processor", value=processor)
+    _metrics.add_metric(name="RecordsProcessed", unit=MetricUnit.Count, value=records - failed)
+    _metrics.add_metric(name="RecordsFailed", unit=MetricUnit.Count, value=failed)
+    _metrics.add_metric(name="BatchDuration", unit=MetricUnit.Milliseconds, value=seconds * 1000)
+    _metrics.flush_metrics()

@@ -4,6 +4,7 @@ the outbox, and keys that try to reach another tenant's upload."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
@@ -223,7 +224,7 @@ async def test_sweeper_fails_stuck_uploads_and_republishes_the_outbox(
 
 
 async def test_lambda_entry_point_builds_its_runtime_from_the_environment(
-    pipeline: PipelineStack, monkeypatch: Any
+    pipeline: PipelineStack, monkeypatch: Any, capsys: Any
 ) -> None:
     """As deployed: no runtime in the context, settings from BUILDPEER_* variables; a bad
     record is reported in batchItemFailures while the good one succeeds."""
@@ -255,9 +256,17 @@ async def test_lambda_entry_point_builds_its_runtime_from_the_environment(
         pipeline.provisioned.queue_arns["metadata"],
         s.aws_region,
     )
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # as on Lambda
     try:
         response = await asyncio.to_thread(handler, event, AwsContext())
         assert response == {"batchItemFailures": [{"itemIdentifier": "bad"}]}
         assert lazy.get().settings.stack == s.stack
+        # CloudWatch EMF on stdout: one line with this batch's counts.
+        emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+        assert len(emf) == 1, emf
+        names = {m["Name"] for m in emf[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+        assert names == {"RecordsProcessed", "RecordsFailed", "BatchDuration"}
+        assert emf[0]["processor"] == "metadata"
+        assert emf[0]["RecordsFailed"] == [1.0] and emf[0]["RecordsProcessed"] == [1.0]  # EMF value arrays
     finally:
         await asyncio.to_thread(lazy.get().close)

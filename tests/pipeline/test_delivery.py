@@ -120,6 +120,12 @@ async def test_poison_message_is_dead_lettered_after_three_receives(
         assert "dead-lettered" in scan["result"]["error"]
         # three receives of the original's event failed (the thumbnails' own events were ignored)
         assert worker.stats["scan"].failed == 3
+        # The dead-letter handler fails the upload inside its invocation; the worker deletes
+        # the message only after the handler returns: wait (bounded) for that delete.
+        for _ in range(100):
+            if worker.stats["scan-dlq"].deleted:
+                break
+            await asyncio.sleep(0.1)
         assert worker.stats["scan-dlq"].messages == 1 and worker.stats["scan-dlq"].deleted == 1
         events = await p.events.for_upload(ref.upload_id, until={"upload.failed"})
         failed = [e for e in events if e.type == EventType.UPLOAD_FAILED]

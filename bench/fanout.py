@@ -34,7 +34,8 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.presign import make_tenant, pct, services  # noqa: E402
+from bench.measure import pct, rss_kib  # noqa: E402
+from bench.presign import make_tenant, services  # noqa: E402
 from bench.results import write_section  # noqa: E402
 
 HEADING = "## Fan-out"
@@ -151,13 +152,6 @@ async def sio_client(url: str, rec: Recorder, ready: asyncio.Queue[None]) -> Non
             elif text.startswith("42"):
                 _, payload = orjson.loads(text[2:])
                 rec.record(payload)
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 @dataclass

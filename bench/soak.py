@@ -47,22 +47,11 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.measure import pct, rss_kib  # noqa: E402
 from bench.results import write_section  # noqa: E402
 
 HEADING = "## Soak"
 RECONNECT_PAUSE = (0.2, 1.5)  # a phone changing networks: publications are missed meanwhile
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 # --- clients ---

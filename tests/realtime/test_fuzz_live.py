@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from server.realtime.protocol import KNOWN_METHODS
+
 json_scalars = (
     st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text(max_size=30)
 )
@@ -19,24 +21,7 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3),
     max_leaves=10,
 )
-methods = st.sampled_from(
-    [
-        "connect",
-        "subscribe",
-        "unsubscribe",
-        "publish",
-        "presence",
-        "presence_stats",
-        "history",
-        "ping",
-        "send",
-        "rpc",
-        "refresh",
-        "sub_refresh",
-        "nope",
-        "",
-    ]
-)
+methods = st.sampled_from([*sorted(KNOWN_METHODS), "nope", ""])
 params = st.fixed_dictionaries(
     {},
     optional={

@@ -41,12 +41,12 @@ node-deps:
 	done
 
 lint: python-deps
-	$(BIN)/ruff check core server processors subscribers tests bench infra
-	$(BIN)/ruff format --check core server processors subscribers tests bench infra
+	$(BIN)/ruff check core server processors subscribers cli devstack tests bench infra
+	$(BIN)/ruff format --check core server processors subscribers cli devstack tests bench infra
 
 format: python-deps
-	$(BIN)/ruff format core server processors subscribers tests bench infra
-	$(BIN)/ruff check --fix core server processors subscribers tests bench infra
+	$(BIN)/ruff format core server processors subscribers cli devstack tests bench infra
+	$(BIN)/ruff check --fix core server processors subscribers cli devstack tests bench infra
 
 typecheck: python-deps
 	$(BIN)/mypy

@@ -232,13 +232,13 @@ def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 def wait_port(port: int) -> None:
-    from server.devstack.process import port_open, wait_until
+    from devstack.process import port_open, wait_until
 
     wait_until(lambda: port_open(port), 60, f"server on {port}")
 
 
 async def run(settings: Any, n: int, paced: int, burst: int) -> list[Result]:
-    from server.devstack.process import free_port
+    from devstack.process import free_port
     from server.realtime.broker import Publication
     from server.realtime.channels import parse_channel
     from server.realtime.redis_broker import RedisBroker

@@ -46,7 +46,7 @@ class BenchStack:
 
 @contextlib.contextmanager
 def services() -> Iterator[Any]:
-    from server.devstack.ephemeral import ephemeral_services
+    from devstack.ephemeral import ephemeral_services
 
     with tempfile.TemporaryDirectory(prefix="bp-bench-") as tmp:
         os.chmod(tmp, 0o755)

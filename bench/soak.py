@@ -230,7 +230,7 @@ async def prepare(settings: Any, projects: int, uploads: int) -> Fixture:
 @contextlib.contextmanager
 def moto_process(base: Path) -> Iterator[str]:
     """``moto_server`` in its own process on a free loopback port; its URL."""
-    from server.devstack.process import ManagedProcess, free_port, port_open, wait_until
+    from devstack.process import ManagedProcess, free_port, port_open, wait_until
 
     port = free_port()
     proc = ManagedProcess(
@@ -263,7 +263,7 @@ def start_server(settings: Any, port: int, log_path: Path) -> subprocess.Popen[b
     log = open(log_path, "ab")
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
             env={**os.environ, **settings_env(served)},
             cwd=ROOT,
             stdout=log,
@@ -300,7 +300,7 @@ async def run(settings: Any, events_url: str, args: argparse.Namespace) -> Repor
     from core.db import create_pool
     from core.events import Event, EventType, parse_event
     from core.status import UploadStatus
-    from server.devstack.process import free_port, port_open, wait_until
+    from devstack.process import free_port, port_open, wait_until
     from server.realtime.broker import Publication
     from server.realtime.channels import parse_channel
     from server.realtime.hub import event_channels, event_data
@@ -593,8 +593,8 @@ def main() -> None:
         parser.error("need clients >= projects > 0, rate > 0 and minutes > 0")
     import resource
 
-    from server.devstack.aws import provision
-    from server.devstack.ephemeral import ephemeral_services
+    from devstack.aws import provision
+    from devstack.ephemeral import ephemeral_services
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))

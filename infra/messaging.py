@@ -1,7 +1,7 @@
 """The messaging template: uploads bucket, its KMS key, processor and consumer queues with
 their dead-letter queues, SNS topics with raw SQS subscriptions, and the S3 → EventBridge
 rule. Every name and setting comes from :mod:`core.resources`, the same definitions that
-``server.devstack.aws.provision`` creates locally."""
+``devstack.aws.provision`` creates locally."""
 
 from __future__ import annotations
 
@@ -185,7 +185,7 @@ def _send_policy(queues: list[str], service: str, sources: list[Json]) -> Json:
 
 
 def _event_pattern() -> Json:
-    # identical to server.devstack.aws.provision (checked by tests/infra against a moto deploy)
+    # identical to devstack.aws.provision (checked by tests/infra against a moto deploy)
     return {
         "source": ["aws.s3"],
         "detail-type": ["Object Created"],

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Debian packages the project needs: ClamAV's daemon (virus scan), Tesseract with
-# Spanish and English (OCR) and Chromium (the dashboard's browser test). Installed with
+# Spanish and English (OCR), Chromium (the dashboard's browser test), redis-server (a real
+# Redis Cluster in the suite) and wrk (the benchmarks' HTTP load generator). Installed with
 # apt-get when root; otherwise named, and exit 1.
 set -euo pipefail
-PACKAGES=(clamav-daemon tesseract-ocr tesseract-ocr-spa tesseract-ocr-eng chromium)
+PACKAGES=(clamav-daemon tesseract-ocr tesseract-ocr-spa tesseract-ocr-eng chromium redis-server wrk)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

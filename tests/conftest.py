@@ -22,12 +22,12 @@ from starlette.applications import Starlette
 from core.db import create_pool, tenant_transaction
 from core.keys import original_key
 from core.settings import Settings
+from devstack.clamd import PROJECT_TEST_DATABASE, EmbeddedClamd
+from devstack.ephemeral import EphemeralServices, ephemeral_services
+from devstack.process import free_port, wait_until
 from server import admin, redis_client
 from server.app import create_app
 from server.auth import mint_token
-from server.devstack.clamd import PROJECT_TEST_DATABASE, EmbeddedClamd
-from server.devstack.ephemeral import EphemeralServices, ephemeral_services
-from server.devstack.process import free_port, wait_until
 
 JWT_SECRET = "test-secret-0123456789abcdef-0123456789"
 
@@ -67,7 +67,7 @@ def clamd(stack: Stack) -> Iterator[EmbeddedClamd]:
 async def running_worker(settings: Settings, **options: Any) -> AsyncIterator[Any]:
     """``buildpeer worker`` in this event loop, polling ``settings``' processor queues;
     drained and stopped on exit."""
-    from server.worker import Worker
+    from processors.worker import Worker
 
     options = {"poll_wait_seconds": 1, "sweep_interval_seconds": 3600, "drain_seconds": 30, **options}
     worker = Worker(settings, **options)

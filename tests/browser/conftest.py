@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from core.settings import Settings
+from devstack.aws import provision
+from devstack.clamd import EmbeddedClamd
+from processors.worker import Worker
 from server.dashboard import DIST_DIR, INDEX
-from server.devstack.aws import provision
-from server.devstack.clamd import EmbeddedClamd
-from server.worker import Worker
 from tests.conftest import Stack, running_worker
 
 ROOT = Path(__file__).resolve().parents[2]

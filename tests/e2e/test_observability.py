@@ -25,9 +25,9 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.settings import Settings
-from server.devstack.aws import provision
-from server.devstack.clamd import EmbeddedClamd
-from server.devstack.fcm_emulator import FcmEmulator
+from devstack.aws import provision
+from devstack.clamd import EmbeddedClamd
+from devstack.fcm_emulator import FcmEmulator
 from tests.conftest import Stack, TenantFixture, running_worker
 from tests.realtime.wsclient import WsClient
 

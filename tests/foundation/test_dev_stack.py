@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from server.devstack.process import free_port, wait_until
+from devstack.process import free_port, wait_until
 
 
 def _env(var_dir: Path, port: int) -> dict[str, str]:
@@ -30,7 +30,7 @@ def _healthy(url: str) -> bool:
 
 def _run_dev(var_dir: Path, port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "dev"],
+        [sys.executable, "-m", "cli.main", "dev"],
         env=_env(var_dir, port),
         cwd=var_dir.parent,
         stdout=subprocess.DEVNULL,
@@ -50,7 +50,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> list[int]:
 
 def _cli(var_dir: Path, *args: str) -> dict[str, str]:
     out = subprocess.run(
-        [sys.executable, "-m", "server.cli", *args, "--json"],
+        [sys.executable, "-m", "cli.main", *args, "--json"],
         env=_env(var_dir, 0),
         cwd=var_dir.parent,
         capture_output=True,
@@ -73,7 +73,7 @@ def test_dev_serves_health_and_keeps_data_between_runs(tmp_path: Path) -> None:
         for variable in ("CLAMD_URL", "FCM_CREDENTIALS", "FCM_ENDPOINT", "SMTP_URL"):
             assert f"BUILDPEER_{variable}=" in env_file, variable
         commands = [" ".join(c.cmdline()) for c in psutil.Process(first.pid).children(recursive=True)]
-        assert any("server.cli worker" in c for c in commands), commands
+        assert any("cli.main worker" in c for c in commands), commands
         assert any("clamd" in c for c in commands), commands
     finally:
         children = _stop(first)

@@ -51,7 +51,7 @@ def test_malformed_database_url_gives_one_line_and_nonzero_exit(tmp_path) -> Non
     env = {k: v for k, v in os.environ.items() if not k.startswith("BUILDPEER_")}
     env["BUILDPEER_DATABASE_URL"] = "postgresql://user@host:99999999/db"
     result = subprocess.run(
-        [sys.executable, "-m", "server.cli", "migrate"],
+        [sys.executable, "-m", "cli.main", "migrate"],
         env=env,
         capture_output=True,
         text=True,

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from cfnlint.decode import decode
 
-from server.devstack.process import ManagedProcess, free_port, port_open, wait_until
+from devstack.process import ManagedProcess, free_port, port_open, wait_until
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "infra" / "templates"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from core import resources
 from core.settings import Settings
-from server.devstack.aws import client, provision
+from devstack.aws import client, provision
 from tests.infra.conftest import TEMPLATES, MotoProcess, reset
 
 STACK, BUCKET = "bp-infra-test", "bp-infra-test-uploads"

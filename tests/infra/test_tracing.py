@@ -22,7 +22,7 @@ from core.tracing import (
     to_message_attributes,
     to_object_metadata,
 )
-from server.devstack.aws import client, provision
+from devstack.aws import client, provision
 from server.telemetry import shutdown_tracing
 from tests.infra.conftest import MotoProcess
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from core.settings import Settings
-from server.devstack.fcm_emulator import FcmEmulator
-from server.devstack.smtp_sink import SmtpSink
+from devstack.fcm_emulator import FcmEmulator
+from devstack.smtp_sink import SmtpSink
 from subscribers.push.fcm import FcmClient
 
 

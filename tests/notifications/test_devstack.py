@@ -6,8 +6,8 @@ import json
 import uuid
 from pathlib import Path
 
-from server.devstack.fcm_emulator import FcmEmulator, check_message
-from server.devstack.smtp_sink import SmtpSink
+from devstack.fcm_emulator import FcmEmulator, check_message
+from devstack.smtp_sink import SmtpSink
 from subscribers.digest.senders import SmtpSender
 from subscribers.push.fcm import FcmClient
 from subscribers.push.messages import PushMessage

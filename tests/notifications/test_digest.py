@@ -18,8 +18,8 @@ from redis.asyncio import Redis
 
 from core.db import tenant_transaction
 from core.settings import Settings
+from devstack.smtp_sink import SmtpSink
 from server import admin
-from server.devstack.smtp_sink import SmtpSink
 from subscribers import preferences
 from subscribers.digest.scheduler import DigestScheduler
 from subscribers.digest.senders import SesSender, SmtpSender
@@ -330,7 +330,7 @@ async def test_failure_is_recorded_then_retried(
     smtp_sink: SmtpSink,
     seeded: dict[str, Any],
 ) -> None:
-    from server.devstack.process import free_port
+    from devstack.process import free_port
 
     t = seeded["t"]
     down = _service(

@@ -16,7 +16,7 @@ from core.db import tenant_transaction
 from core.events import EventType
 from core.settings import Settings
 from core.status import UploadStatus
-from server.devstack.fcm_emulator import FcmEmulator
+from devstack.fcm_emulator import FcmEmulator
 from subscribers import preferences
 from subscribers.push.consumer import PushConsumer, event_from_body
 from subscribers.push.notifier import PushNotifier, RetryLater

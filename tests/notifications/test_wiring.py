@@ -14,9 +14,9 @@ import pytest
 from core.events import EventType
 from core.settings import Settings
 from core.status import UploadStatus
+from devstack.fcm_emulator import FcmEmulator
+from devstack.smtp_sink import SmtpSink
 from server.app import aws_client_kwargs, create_app
-from server.devstack.fcm_emulator import FcmEmulator
-from server.devstack.smtp_sink import SmtpSink
 from tests.conftest import TenantFixture
 from tests.notifications.seed import add_device, event_for, seed_upload
 
@@ -76,7 +76,7 @@ async def test_cli_digest_command(
 ) -> None:
     from datetime import UTC, datetime
 
-    from server.cli import main
+    from cli.main import main
 
     t: TenantFixture = await make_tenant()
     await seed_upload(

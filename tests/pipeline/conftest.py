@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from server.devstack.clamd import EmbeddedClamd
+from devstack.clamd import EmbeddedClamd
 from tests.conftest import Stack, running_worker
 from tests.pipeline.helpers import PipelineStack, isolated_stack
 

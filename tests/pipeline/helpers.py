@@ -17,7 +17,7 @@ from core.events import Event, parse_event
 from core.keys import original_key, upload_prefix
 from core.resources import queue_name
 from core.settings import Settings
-from server.devstack.aws import DUMMY_CREDENTIALS, Provisioned, provision
+from devstack.aws import DUMMY_CREDENTIALS, Provisioned, provision
 from tests.conftest import Stack, TenantFixture
 
 

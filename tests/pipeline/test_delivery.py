@@ -14,13 +14,13 @@ import orjson
 from core.db import tenant_transaction
 from core.events import Event, EventType
 from core.status import UploadStatus
+from devstack.clamd import EmbeddedClamd
+from devstack.process import free_port
 from processors.common.pipeline import process_record
 from processors.common.runtime import Runtime
 from processors.scan.handler import work as scan_work
 from processors.sweeper.handler import sweep
-from server.devstack.clamd import EmbeddedClamd
-from server.devstack.process import free_port
-from server.worker import HANDLERS, LocalContext, Worker, sqs_event
+from processors.worker import HANDLERS, LocalContext, Worker, sqs_event
 from tests.conftest import Stack, TenantFixture
 from tests.pipeline import samples
 from tests.pipeline.helpers import (

@@ -11,6 +11,8 @@ import pytest
 from PIL import Image
 
 from core.status import ReasonCode, UploadStatus
+from devstack.clamd import EmbeddedClamd
+from devstack.process import free_port
 from processors.common.outcome import Rejected
 from processors.common.reducer import StepState, applicable_processors, derive_status
 from processors.common.s3event import InvalidS3Event, object_ref
@@ -20,9 +22,7 @@ from processors.document.logic import process_pdf
 from processors.image.logic import make_thumbnails
 from processors.scan import clamd
 from processors.scan.logic import scan_stream, type_problem
-from server.devstack.clamd import EmbeddedClamd
-from server.devstack.process import free_port
-from server.worker import sqs_event
+from processors.worker import sqs_event
 from tests.pipeline import samples
 
 

@@ -15,8 +15,8 @@ import pytest
 
 from core.events import Event, EventType
 from core.status import UploadStatus
-from server.devstack.process import ManagedProcess, free_port, port_open, wait_until
-from server.devstack.redis import EmbeddedRedis
+from devstack.process import ManagedProcess, free_port, port_open, wait_until
+from devstack.redis import EmbeddedRedis
 from tests.conftest import insert_upload as make_upload
 from tests.realtime.conftest import FAST, settings_env
 from tests.realtime.test_js_sdk import sns_publish
@@ -36,7 +36,7 @@ def server_process(settings: Any, tmp_path: Path) -> Iterator[Any]:
         env = {**settings_env(s), "BUILDPEER_VAR_DIR": str(tmp_path / "var")}
         proc = ManagedProcess(
             f"serve-{port}",
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
             log_path=tmp_path / f"serve-{port}.log",
             env={k: v for k, v in {**os.environ, **env}.items()},
             cwd=ROOT,

@@ -18,8 +18,9 @@ from core.publish import MemoryPublisher
 from core.status import UploadStatus
 from server.app import aws_client_kwargs
 from server.realtime.broker import BrokerUnavailable
-from server.realtime.consumer import EventApplier, EventConsumer, unwrap_body
+from server.realtime.consumer import EventConsumer, unwrap_body
 from server.status_cache import StatusCache
+from server.uploads.event_applier import EventApplier
 from tests.conftest import insert_upload as make_upload
 
 

@@ -12,7 +12,7 @@ import orjson
 from core.db import tenant_transaction
 from core.events import Event, EventType
 from core.status import UploadStatus
-from server.devstack.aws import client as aws_client
+from devstack.aws import client as aws_client
 from server.realtime.broker import Publication
 from server.realtime.redis_broker import RedisBroker
 from server.status_cache import StatusCache

@@ -12,8 +12,8 @@ from typing import Any
 from core.events import Event, EventType
 from core.settings import Settings
 from core.status import UploadStatus
-from server.devstack.aws import Provisioned, provision
-from server.devstack.aws import client as aws_client
+from devstack.aws import Provisioned, provision
+from devstack.aws import client as aws_client
 
 # Short timers so the tests stay well inside the CI budget.
 QUIET = {

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, Literal
 
-from server.devstack.process import free_port
+from devstack.process import free_port
 
 Mode = Literal["forward", "stall", "refuse"]
 

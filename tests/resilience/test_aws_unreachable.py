@@ -23,7 +23,7 @@ import pytest
 
 from core.db import tenant_transaction
 from core.status import UploadStatus
-from server.devstack.clamd import EmbeddedClamd
+from devstack.clamd import EmbeddedClamd
 from server.status_cache import StatusCache
 from tests.conftest import Stack, TenantFixture, insert_upload, running_worker
 from tests.pipeline import samples
@@ -45,7 +45,7 @@ async def test_consumers_back_off_while_aws_is_unreachable_and_resume(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="server.realtime.consumer")
-    caplog.set_level(logging.WARNING, logger="server.worker")
+    caplog.set_level(logging.WARNING, logger="processors.worker")
     # Resources are provisioned straight into moto; the consumers go through the proxy.
     p = await asyncio.to_thread(isolated_stack, stack, "bpfault-aws", clamd_url=clamd.url)
     moto = urlparse(stack.moto.url)

@@ -15,7 +15,7 @@ import pytest
 
 from core.db import create_pool, tenant_transaction
 from core.status import UploadStatus
-from server.devstack.aws import client as aws_client
+from devstack.aws import client as aws_client
 from server.status_cache import StatusCache
 from tests.conftest import Stack, insert_upload
 from tests.resilience.conftest import (

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import pytest
 
-from server.devstack.process import ManagedProcess, free_port, port_open, wait_until
+from devstack.process import ManagedProcess, free_port, port_open, wait_until
 from tests.realtime.conftest import channel_broker, publish, settings_env
 from tests.realtime.jsclient import ensure_node_modules
 from tests.resilience.conftest import QUIET
@@ -48,7 +48,7 @@ def serve(settings: Any, tmp_path: Path) -> Iterator[Any]:
         env = {**settings_env(s), "BUILDPEER_VAR_DIR": str(tmp_path / "var")}
         proc = ManagedProcess(
             f"serve-{port}",
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
             log_path=tmp_path / f"serve-{port}.log",
             env={**os.environ, **env},
             cwd=ROOT,

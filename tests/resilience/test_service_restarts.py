@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import httpx
 
-from server.devstack.process import wait_until
+from devstack.process import wait_until
 from tests.conftest import Stack, TenantFixture
 
 

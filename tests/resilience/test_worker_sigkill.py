@@ -23,8 +23,8 @@ import asyncpg
 import pytest
 
 from core.events import EventType
-from server.devstack.clamd import EmbeddedClamd
-from server.devstack.process import ManagedProcess
+from devstack.clamd import EmbeddedClamd
+from devstack.process import ManagedProcess
 from tests.conftest import Stack, TenantFixture
 from tests.pipeline import samples
 from tests.pipeline.helpers import (
@@ -50,7 +50,7 @@ def worker_process(tmp_path: Path) -> Iterator[Any]:
     def start(settings: Any) -> ManagedProcess:
         proc = ManagedProcess(
             f"worker-{len(procs)}",
-            [sys.executable, "-m", "server.cli", "worker"],
+            [sys.executable, "-m", "cli.main", "worker"],
             log_path=tmp_path / f"worker-{len(procs)}.log",
             env={**os.environ, **settings_env(settings)},
             cwd=ROOT,

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from core.settings import Settings
-from server.devstack.aws import client as aws_client
+from devstack.aws import client as aws_client
 
 MIB = 1024 * 1024
 

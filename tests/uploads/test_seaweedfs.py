@@ -17,8 +17,8 @@ import pytest
 from botocore.config import Config
 
 from core.settings import Settings
+from devstack.process import ManagedProcess, free_port, wait_until
 from server.app import create_app
-from server.devstack.process import ManagedProcess, free_port, wait_until
 from tests.conftest import TenantFixture
 from tests.uploads.conftest import MIB, create_multipart, put_bytes, sign_part
 

@@ -18,15 +18,15 @@ import orjson
 import pytest
 from starlette.types import Receive, Scope, Send
 
+from cli.uploader import RetryPolicy, Uploader, UploadError
 from core.settings import Settings
 from server.app import create_app
-from server.uploader import RetryPolicy, Uploader, UploadError
 from tests.conftest import TenantFixture
 
 ROOT = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
 # The installed console script's entry point, run with this interpreter.
-BUILDPEER = [sys.executable, "-c", "import sys; from server.cli import main; sys.exit(main())"]
+BUILDPEER = [sys.executable, "-c", "import sys; from cli.main import main; sys.exit(main())"]
 
 
 class Gate:

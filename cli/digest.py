@@ -8,11 +8,11 @@ import argparse
 import asyncio
 from datetime import date
 
+from cli import CommandError
+from cli.output import add_json_flag, emit
 from core.db import DatabaseUnavailable, create_pool
 from core.settings import Settings
 from server import redis_client
-from server.commands import CommandError
-from server.commands.output import add_json_flag, emit
 from subscribers.digest.senders import sender_for
 from subscribers.digest.service import DigestService, S3Presigner
 

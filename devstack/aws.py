@@ -12,7 +12,7 @@ import boto3
 
 from core import resources
 from core.settings import Settings
-from server.devstack.process import free_port, port_open, wait_until
+from devstack.process import free_port, port_open, wait_until
 
 log = logging.getLogger(__name__)
 DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}

@@ -11,8 +11,8 @@ import shutil
 import signal
 from pathlib import Path
 
+from devstack.process import ManagedProcess, free_port, wait_until
 from processors.scan.clamd import ping
-from server.devstack.process import ManagedProcess, free_port, wait_until
 
 SYSTEM_DATABASE = Path("/var/lib/clamav")
 PROJECT_TEST_DATABASE = Path(__file__).resolve().parents[2] / "tests" / "data" / "clamav"

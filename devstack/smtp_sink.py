@@ -15,7 +15,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from server.devstack.process import free_port
+from devstack.process import free_port
 
 
 @dataclass(frozen=True)

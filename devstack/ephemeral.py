@@ -1,6 +1,6 @@
 """Throw-away services for tests and benchmarks: PostgreSQL, Redis and moto on free
 loopback ports under one folder, migrated and provisioned; stopped in reverse on exit.
-(``buildpeer dev`` keeps its data instead: see :mod:`server.devstack.stack`.)"""
+(``buildpeer dev`` keeps its data instead: see :mod:`devstack.stack`.)"""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from typing import Any
 
 from core.migrate import migrate
 from core.settings import Settings
-from server.devstack.aws import MotoServer, Provisioned, provision
-from server.devstack.postgres import EmbeddedPostgres
-from server.devstack.process import free_port
-from server.devstack.redis import EmbeddedRedis
+from devstack.aws import MotoServer, Provisioned, provision
+from devstack.postgres import EmbeddedPostgres
+from devstack.process import free_port
+from devstack.redis import EmbeddedRedis
 
 
 @dataclass

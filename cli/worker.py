@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from cli import CommandError
 from core.logging import configure_logging
 from core.settings import Settings
-from server.commands import CommandError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,6 +27,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             raise CommandError("--concurrency must be between 1 and 100")
         settings = settings.replace(worker_concurrency=args.concurrency)
     configure_logging(settings.log_level)
-    from server.worker import main
+    from processors.worker import main
 
     return main(settings)

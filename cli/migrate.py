@@ -3,10 +3,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from cli import CommandError
+from cli.output import add_json_flag, emit
 from core.migrate import MigrationError, migrate
 from core.settings import Settings
-from server.commands import CommandError
-from server.commands.output import add_json_flag, emit
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

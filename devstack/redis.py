@@ -7,7 +7,7 @@ from pathlib import Path
 
 import redis
 
-from server.devstack.process import ManagedProcess, free_port, wait_until
+from devstack.process import ManagedProcess, free_port, wait_until
 
 
 def redis_server_binary() -> str:

@@ -7,10 +7,10 @@ import os
 import subprocess
 import sys
 
+from cli.serve import serve
 from core.logging import configure_logging
 from core.settings import Settings
-from server.commands.serve import serve
-from server.devstack.stack import DevStack
+from devstack.stack import DevStack
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,4 +60,4 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def spawn(args: list[str]) -> subprocess.Popen[bytes]:
     """A ``buildpeer`` sub-command as a child process; it reads ``var/dev.env`` like any
     other command run beside the stack."""
-    return subprocess.Popen([sys.executable, "-m", "server.cli", *args], env=dict(os.environ))
+    return subprocess.Popen([sys.executable, "-m", "cli.main", *args], env=dict(os.environ))

@@ -1,4 +1,4 @@
-"""``buildpeer upload FILE --project P``: the resumable uploader (:mod:`server.uploader`)."""
+"""``buildpeer upload FILE --project P``: the resumable uploader (:mod:`cli.uploader`)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import uuid
 from dataclasses import asdict
 from pathlib import Path
 
+from cli import CommandError
+from cli.output import add_json_flag, emit
+from cli.uploader import Uploader, UploadError
 from core.settings import Settings
-from server.commands import CommandError
-from server.commands.output import add_json_flag, emit
-from server.uploader import Uploader, UploadError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -4,10 +4,10 @@ import argparse
 
 import uvicorn
 
+from cli import CommandError
 from core.logging import configure_logging
 from core.settings import Settings
 from server.app import create_app
-from server.commands import CommandError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -9,13 +9,13 @@ from typing import Any
 
 import asyncpg
 
+from cli import CommandError
+from cli.output import add_json_flag, emit
 from core.auth import Role
 from core.db import DatabaseUnavailable, create_pool
 from core.settings import LOCALES, Settings
 from server import admin
 from server.auth import mint_token
-from server.commands import CommandError
-from server.commands.output import add_json_flag, emit
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -18,14 +18,14 @@ from typing import Any
 from core.db import create_pool, tenant_transaction
 from core.migrate import migrate
 from core.settings import Settings
+from devstack.aws import MotoServer, provision
+from devstack.clamd import EmbeddedClamd
+from devstack.fcm_emulator import FcmEmulator
+from devstack.postgres import EmbeddedPostgres
+from devstack.redis import EmbeddedRedis
+from devstack.smtp_sink import SmtpSink
 from server import admin
 from server.auth import mint_token
-from server.devstack.aws import MotoServer, provision
-from server.devstack.clamd import EmbeddedClamd
-from server.devstack.fcm_emulator import FcmEmulator
-from server.devstack.postgres import EmbeddedPostgres
-from server.devstack.redis import EmbeddedRedis
-from server.devstack.smtp_sink import SmtpSink
 
 log = logging.getLogger(__name__)
 

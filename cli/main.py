@@ -1,4 +1,4 @@
-"""The ``buildpeer`` command. Each sub-command lives in a module of ``server.commands``
+"""The ``buildpeer`` command. Each sub-command lives in a module of ``cli``
 with a ``register(subparsers)`` function; the module list below is the whole CLI."""
 
 from __future__ import annotations
@@ -10,18 +10,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from cli import CommandError
 from core.settings import Settings, SettingsError
-from server.commands import CommandError
 
 COMMAND_MODULES = (
-    "server.commands.dev",
-    "server.commands.serve",
-    "server.commands.migrate",
-    "server.commands.admin",
-    "server.commands.worker",
+    "cli.dev",
+    "cli.serve",
+    "cli.migrate",
+    "cli.admin",
+    "cli.worker",
     # Feature commands register here (one line each).
-    "server.commands.digest",
-    "server.commands.upload",
+    "cli.digest",
+    "cli.upload",
 )
 
 DEV_ENV = Path("var") / "dev.env"

@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from server.devstack.process import free_port, wait_until
+from devstack.process import free_port, wait_until
 
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"

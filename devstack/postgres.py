@@ -9,7 +9,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from server.devstack.process import ManagedProcess, free_port, wait_until
+from devstack.process import ManagedProcess, free_port, wait_until
 
 DATABASE = "buildpeer"
 SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root

@@ -1,11 +1,17 @@
-"""Status polling benchmark: ``GET /api/v1/uploads/{id}`` (full app: middleware, JWT,
-one Redis MGET) against a bare Starlette route doing one Redis GET (the floor), and
-against the same route with the cache off (every poll reads PostgreSQL). Concurrent
-pollers over in-process ASGI; embedded PostgreSQL + Redis + moto.
+"""Status polling over real HTTP: the cached ``GET /api/v1/uploads/{id}`` under
+``buildpeer serve`` against the floor, a bare Starlette route doing one Redis ``GET`` of the
+same cached document under the same uvicorn configuration (``cli.serve.serve`` itself, with
+the app swapped), each in its own process. wrk (Debian's) drives both from a third process
+over loopback, interleaved round by round; the ratio is of the medians. Embedded PostgreSQL,
+Redis and moto as ``buildpeer dev`` runs them.
 
-    .venv/bin/python bench/polling.py [--seconds 5] [--concurrency 8] [--write]
+    .venv/bin/python bench/polling.py [--rounds 7] [--seconds 5] [--connections 32] [--write]
+    .venv/bin/python bench/polling.py --profile var/polling.svg   # py-spy flame graph of the route
 
-``--write`` replaces the ``## Status polling`` section of bench/RESULTS.md.
+Besides requests/s and wrk's latency, each target's Redis commands per request (Redis
+``INFO`` counters) and the PostgreSQL transactions during the route's rounds
+(``pg_stat_database``) are reported. ``--write`` replaces the ``## Status polling`` section
+of bench/RESULTS.md.
 """
 
 # ruff: noqa: E501  (Markdown table templates)
@@ -15,32 +21,30 @@ import argparse
 import asyncio
 import os
 import platform
+import re
+import statistics
+import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.presign import asgi_client, make_tenant, services  # noqa: E402
+from bench.presign import make_tenant, services  # noqa: E402
+from bench.procs import serve, settings_env, spawn, stop  # noqa: E402
 from bench.results import write_section  # noqa: E402
-from server.status_cache import StatusCache  # noqa: E402
 
 HEADING = "## Status polling"
+WRK = "/usr/bin/wrk"
 
 
-class CacheOff(StatusCache):
-    """A status cache that never holds anything: each poll reads through to PostgreSQL."""
-
-    async def get_many(self, *keys: str) -> list[bytes | None]:
-        return [None] * len(keys)
-
-    async def set_raw(self, key: str, value: bytes) -> None:
-        return None
+# --- the floor (runs in its own process: ``bench/polling.py --floor PORT KEY``) ---
 
 
-def bare_app(redis_url: str, key: str) -> Any:
+def floor_app(redis_url: str, key: str) -> Any:
     from redis.asyncio import Redis
     from starlette.applications import Starlette
     from starlette.responses import Response
@@ -54,102 +58,263 @@ def bare_app(redis_url: str, key: str) -> Any:
     return Starlette(routes=[Route("/api/v1/uploads/{upload_id}", status)])
 
 
-async def hammer(client: Any, url: str, headers: dict[str, str], seconds: float, concurrency: int) -> float:
-    count = 0
-    deadline = time.perf_counter() + seconds
+def run_floor(port: int, key: str) -> None:
+    """``cli.serve.serve`` with the bare app in place of the real one: the same uvicorn
+    options, whatever they are."""
+    import cli.serve
+    from core.settings import Settings
 
-    async def worker() -> None:
-        nonlocal count
-        while time.perf_counter() < deadline:
-            r = await client.get(url, headers=headers)
-            assert r.status_code == 200, r.text
-            count += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return count / (time.perf_counter() - started)
+    settings = Settings.from_env()
+    assert settings.redis_url
+    app = floor_app(settings.redis_url, key)
+    cli.serve.create_app = lambda *_a, **_k: app  # type: ignore[assignment]
+    cli.serve.serve(settings, host="127.0.0.1", port=port)
 
 
-async def run(settings: Any, seconds: float, concurrency: int) -> dict[str, float]:
+# --- measuring ---
+
+
+@dataclass
+class Round:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    redis_commands: int
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    rounds: list[Round] = field(default_factory=list)
+
+    def median(self, attr: str) -> float:
+        return statistics.median(getattr(r, attr) for r in self.rounds)
+
+    def redis_per_request(self) -> float:
+        return sum(r.redis_commands for r in self.rounds) / max(1, sum(r.requests for r in self.rounds))
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(
+    url: str, token: str, seconds: float, connections: int, threads: int
+) -> tuple[float, float, float, int]:
+    """(requests/s, p50 ms, p99 ms, requests) of one wrk run; fails on any non-2xx."""
+    out = subprocess.run(
+        [
+            WRK,
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds:g}s",
+            "--latency",
+            "-H",
+            f"Authorization: Bearer {token}",
+            url,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw errors against {url}:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
+    p50, p99 = (_ms(*re.match(r"([\d.]+)(\w+)", lat[q]).groups()) for q in ("50", "99"))  # type: ignore[union-attr]
+    return rps, p50, p99, requests
+
+
+def redis_commands(redis: Any) -> int:
+    return int(redis.info("stats")["total_commands_processed"])
+
+
+def pg_transactions(dsn: str) -> int:
+    import asyncpg
+
+    async def read() -> int:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute("SELECT pg_stat_force_next_flush()")
+            return int(
+                await conn.fetchval(
+                    "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+                )
+            )
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
+
+
+def measure(targets: list[Target], token: str, redis: Any, args: argparse.Namespace) -> None:
+    for target in targets:  # warm-up (JIT-free Python, but caches, pools and the kernel)
+        wrk(target.url, token, 2, args.connections, args.threads)
+    for n in range(args.rounds):
+        order = targets if n % 2 == 0 else list(reversed(targets))
+        for target in order:
+            before = redis_commands(redis)
+            rps, p50, p99, requests = wrk(target.url, token, args.seconds, args.connections, args.threads)
+            commands = redis_commands(redis) - before - 1  # the INFO itself
+            target.rounds.append(Round(rps, p50, p99, requests, commands))
+            print(
+                f"  round {n + 1} {target.name}: {rps:,.0f} req/s p50 {p50:.2f} ms p99 {p99:.2f} ms",
+                flush=True,
+            )
+
+
+@dataclass
+class Result:
+    targets: list[Target]
+    pg_transactions_during_route: int
+    route_seconds: float
+
+
+def run(settings: Any, args: argparse.Namespace) -> Result:
     import httpx
+    import redis as redis_sync
 
-    from server.app import create_app
+    from devstack.process import free_port, port_open, wait_until
     from server.status_cache import cache_key
 
-    stack = await make_tenant(settings)
-    # a field worker polls (per-project read right checked, and cached with the document)
-    headers = {"Authorization": f"Bearer {stack.tokens['field_worker']}"}
-    results: dict[str, float] = {}
-    app = create_app(settings, run_components=False)
-    async with asgi_client(app) as client:
-        created = await client.post(
-            "/s3/multipart",
+    async def prepare() -> Any:
+        made = await make_tenant(settings)
+        await made.pool.close()
+        return made
+
+    stack = asyncio.run(prepare())
+    token = stack.tokens["field_worker"]  # per-project read right checked (and cached)
+    var = Path(settings.var_dir)
+    app_port, floor_port = free_port(), free_port()
+    with serve(settings, app_port, var / "polling-server.log") as server:
+        base = f"http://127.0.0.1:{app_port}"
+        headers = {"Authorization": f"Bearer {token}"}
+        created = httpx.post(
+            f"{base}/s3/multipart",
             json={
                 "filename": "a.pdf",
                 "type": "application/pdf",
                 "metadata": {"projectId": str(stack.project_id)},
             },
             headers=headers,
+            timeout=30,
         )
+        created.raise_for_status()
         upload_id = created.json()["id"]
-        url = f"/api/v1/uploads/{upload_id}"
-        await client.get(url, headers=headers)
+        path = f"/api/v1/uploads/{upload_id}"
+        first = httpx.get(base + path, headers=headers, timeout=30)
+        first.raise_for_status()
         key = cache_key(stack.tenant_id, upload_id)
-        bare = bare_app(settings.redis_url, key)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=bare), base_url="http://bench") as bc:
-            await hammer(bc, url, headers, 1, concurrency)  # warm-up
-            await hammer(client, url, headers, 1, concurrency)
-            for _ in range(2):  # alternate, keep the best of each (the machine is shared)
-                results["bare"] = max(
-                    results.get("bare", 0), await hammer(bc, url, headers, seconds, concurrency)
-                )
-                results["cached"] = max(
-                    results.get("cached", 0), await hammer(client, url, headers, seconds, concurrency)
-                )
-        real_cache = app.state.status_cache
-        app.state.status_cache = CacheOff(real_cache.redis, real_cache.ttl)
-        await real_cache.redis.delete(*[k async for k in real_cache.redis.scan_iter("bp:upload-access:*")])
-        results["cache_off"] = await hammer(client, url, headers, seconds, concurrency)
-        app.state.status_cache = real_cache
-    limited = create_app(
-        settings.replace(rate_limit_ip_per_minute=10**9, rate_limit_tenant_per_minute=10**9),
-        run_components=False,
+        floor = spawn(
+            [sys.executable, str(Path(__file__).resolve()), "--floor", str(floor_port), key],
+            settings_env(settings.replace(log_level="WARNING")),
+            var / "polling-floor.log",
+        )
+        try:
+            wait_until(lambda: port_open(floor_port), 60, "floor server")
+            assert httpx.get(f"http://127.0.0.1:{floor_port}{path}").content == first.content
+            if args.profile:
+                profile(server.pid, base + path, token, args)
+                return Result([], 0, 0)
+            redis = redis_sync.Redis.from_url(settings.redis_url)
+            targets = [
+                Target("floor", f"http://127.0.0.1:{floor_port}{path}"),
+                Target("route", base + path),
+            ]
+            pg_before = pg_transactions(settings.migrate_database_url)
+            started = time.monotonic()
+            measure(targets, token, redis, args)
+            route_seconds = time.monotonic() - started
+            pg_during = pg_transactions(settings.migrate_database_url) - pg_before - 1
+            redis.close()
+            return Result(targets, pg_during, route_seconds)
+        finally:
+            stop(floor)
+
+
+def profile(pid: int, url: str, token: str, args: argparse.Namespace) -> None:
+    spy = str(Path(sys.executable).parent / "py-spy")
+    out = Path(args.profile)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fmt = "raw" if out.suffix == ".txt" else "flamegraph"
+    wrk(url, token, 2, args.connections, args.threads)
+    recorder = subprocess.Popen(
+        [
+            spy,
+            "record",
+            "-p",
+            str(pid),
+            "-d",
+            str(int(args.seconds) + 1),
+            "-r",
+            "250",
+            "-f",
+            fmt,
+            "-o",
+            str(out),
+        ]
     )
-    async with asgi_client(limited) as client:
-        results["cached_rate_limited"] = await hammer(client, url, headers, seconds, concurrency)
-    await stack.pool.close()
-    return results
+    time.sleep(0.5)
+    rps, *_ = wrk(url, token, args.seconds, args.connections, args.threads)
+    recorder.wait()
+    print(f"profiled at {rps:,.0f} req/s (sampling slows it): {out}")
 
 
-def render(r: dict[str, float], command: str, concurrency: int) -> str:
-    share = r["cached"] / r["bare"]
+def render(r: Result, command: str, args: argparse.Namespace) -> str:
+    floor, route = r.targets
+    share = route.median("rps") / floor.median("rps")
+    per_round = statistics.median(b.rps / a.rps for a, b in zip(floor.rounds, route.rounds, strict=True))
+    rows = "\n".join(
+        f"| {t.name} | {t.median('rps'):,.0f} | {min(x.rps for x in t.rounds):,.0f}–{max(x.rps for x in t.rounds):,.0f} "
+        f"| {t.median('p50_ms'):.2f} ms | {t.median('p99_ms'):.2f} ms | {t.redis_per_request():.2f} |"
+        for t in (floor, route)
+    )
     return f"""{HEADING}
 
-Command: `{command}` ({platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}); {concurrency}
-concurrent pollers over in-process ASGI (httpx `ASGITransport`, the client's cost is in every row), embedded
-PostgreSQL + Redis; best of two interleaved runs for the first two rows.
+Command: `{command}` ({platform.machine()}, {os.cpu_count()} CPUs shared by wrk, the server, Redis and
+PostgreSQL; Python {platform.python_version()}).
 
-| route | requests/s | vs bare |
-|---|---|---|
-| bare Starlette route, one Redis `GET` (floor) | {r["bare"]:.0f} | 100 % |
-| `GET /api/v1/uploads/{{id}}` (middleware, JWT, one Redis `MGET` of document + read right, ETag) | {r["cached"]:.0f} | **{share:.0%}** |
-| same, rate limiter on (per IP + per tenant `INCR` pipeline) | {r["cached_rate_limited"]:.0f} | {r["cached_rate_limited"] / r["bare"]:.0%} |
-| same route, cache off (every poll reads PostgreSQL) | {r["cache_off"]:.0f} | {r["cache_off"] / r["bare"]:.0%} |
+wrk ({args.threads} thread, {args.connections} connections, {args.seconds:g} s per run) from its own process over loopback;
+{args.rounds} rounds, the two targets interleaved (order alternating), after a 2 s warm-up of each. `route` is the
+cached `GET /api/v1/uploads/{{id}}` under `buildpeer serve` (all middleware, JWT of a field worker, read right
+and document in one Redis `MGET`, ETag); `floor` is a bare Starlette route doing one Redis `GET` of the same
+document, run by `cli.serve.serve` (the same uvicorn options) in its own process. Rate limits off in both.
 
-Target: the cached route at ≥ 70 % of the bare route's throughput.
+| target | requests/s (median) | range | p50 | p99 | Redis commands / request |
+|---|---|---|---|---|---|
+{rows}
+
+**Route / floor: {share:.2f}** (ratio of the medians; median of the per-round ratios {per_round:.2f}). Target ≥ 0.80.
+
+PostgreSQL transactions while both were polled ({r.route_seconds:.0f} s, {sum(x.requests for x in route.rounds):,} route
+requests): {r.pg_transactions_during_route} (the cache's 30 s TTL: at most one read per upload per 30 s).
 """
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--seconds", type=float, default=5)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--profile", help="write a py-spy profile of the server under load here instead")
+    parser.add_argument("--floor", nargs=2, metavar=("PORT", "KEY"), help=argparse.SUPPRESS)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
+    if args.floor:
+        run_floor(int(args.floor[0]), args.floor[1])
+        return
     with services() as settings:
-        result = asyncio.run(run(settings, args.seconds, args.concurrency))
-    command = f".venv/bin/python bench/polling.py --seconds {args.seconds:g} --concurrency {args.concurrency} --write"
-    section = render(result, command, args.concurrency)
+        result = run(settings, args)
+    if args.profile:
+        return
+    command = ".venv/bin/python bench/polling.py " + " ".join(a for a in sys.argv[1:] if a != "--write")
+    section = render(result, command.strip(), args)
     print(section)
     if args.write:
         write_section(HEADING, section)

@@ -24,6 +24,9 @@ class EventType(StrEnum):
     UPLOAD_FAILED = "upload.failed"
     PROCESSING_COMPLETED = "processing.completed"
     UPLOAD_PROGRESS = "upload.progress"
+    # The upload was removed (terminal status ``deleted``): published by the server to the
+    # hub; no SNS topic carries it.
+    UPLOAD_DELETED = "upload.deleted"
 
 
 # SNS topic that carries each event type (DESIGN §1.2).

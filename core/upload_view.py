@@ -7,11 +7,19 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+# THE column list of the uploads table: every statement that reads or returns upload rows
+# (API, transition, event applier, processors, sweepers) selects exactly these. A new column
+# is added here once.
 UPLOAD_COLUMNS = (
     "upload_id, tenant_id, project_id, uploader_id, file_name, declared_type, sniffed_type, "
     "size_bytes, status, reason_code, parts_done, bytes_done, sha256, metadata, version, "
-    "created_at, updated_at"
+    "created_at, updated_at, s3_key, multipart_upload_id, part_size, last_activity_at"
 )
+
+
+def upload_columns(alias: str) -> str:
+    """:data:`UPLOAD_COLUMNS` qualified with a table alias (``u.upload_id, u.tenant_id, ...``)."""
+    return ", ".join(f"{alias}.{c.strip()}" for c in UPLOAD_COLUMNS.split(","))
 
 
 def _ts(value: datetime | None) -> str | None:

@@ -10,7 +10,7 @@ from starlette.requests import HTTPConnection
 from core.publish import EventPublisher
 from core.settings import Settings
 from server.status_cache import StatusCache
-from server.uploads.lifecycle import ProgressThrottle
+from server.uploads.changes import ProgressThrottle, UploadChanges
 from server.uploads.presign import Presigner
 
 
@@ -47,3 +47,10 @@ def uploads(conn: HTTPConnection) -> Uploads:
 def publisher(conn: HTTPConnection) -> EventPublisher:
     result: EventPublisher = conn.app.state.publisher
     return result
+
+
+def changes(conn: HTTPConnection) -> UploadChanges:
+    """The after-a-change step with the app's current publisher (the hub replaces the
+    default one at start)."""
+    ctx = uploads(conn)
+    return UploadChanges(ctx.cache, publisher(conn), ctx.throttle)

@@ -9,9 +9,9 @@ from typing import Any
 
 import asyncpg
 
-from core.upload_view import UPLOAD_COLUMNS
+from core.upload_view import UPLOAD_COLUMNS, upload_columns
 
-ROW_COLUMNS = UPLOAD_COLUMNS + ", s3_key, multipart_upload_id, part_size, last_activity_at"
+ROW_COLUMNS = UPLOAD_COLUMNS
 
 
 async def insert_upload(
@@ -75,7 +75,7 @@ async def load_for_status(
     """One statement for the status read-through: the row, its derivative kinds and whether
     ``user_id`` is a member of its project."""
     return await conn.fetchrow(
-        f"""SELECT {", ".join("u." + c.strip() for c in UPLOAD_COLUMNS.split(","))},
+        f"""SELECT {upload_columns("u")},
                    COALESCE((SELECT array_agg(d.kind ORDER BY d.kind) FROM derivatives d
                              WHERE d.upload_id = u.upload_id), '{{}}') AS derivative_kinds,
                    EXISTS (SELECT 1 FROM project_members m
@@ -142,7 +142,7 @@ async def list_project_uploads(
     after: tuple[datetime, uuid.UUID] | None,
 ) -> list[asyncpg.Record]:
     """Newest first, keyset-paginated on (created_at, upload_id)."""
-    columns = ", ".join("u." + c.strip() for c in UPLOAD_COLUMNS.split(","))
+    columns = upload_columns("u")
     kinds = (
         "COALESCE((SELECT array_agg(d.kind ORDER BY d.kind) FROM derivatives d "
         "WHERE d.upload_id = u.upload_id), '{}') AS derivative_kinds"

@@ -13,7 +13,8 @@ from typing import Any
 UPLOAD_COLUMNS = (
     "upload_id, tenant_id, project_id, uploader_id, file_name, declared_type, sniffed_type, "
     "size_bytes, status, reason_code, parts_done, bytes_done, sha256, metadata, version, "
-    "created_at, updated_at, s3_key, multipart_upload_id, part_size, last_activity_at"
+    "created_at, updated_at, s3_key, multipart_upload_id, part_size, last_activity_at, "
+    "declared_sha256, sha256_verified, scanned_version_id, scanned_etag"
 )
 
 
@@ -43,6 +44,8 @@ def upload_document(row: Mapping[str, Any], derivatives: list[str] | None = None
         "parts_done": row["parts_done"],
         "bytes_done": row["bytes_done"],
         "sha256": row["sha256"],
+        "declared_sha256": row.get("declared_sha256"),
+        "sha256_verified": row.get("sha256_verified"),
         "metadata": row["metadata"] or {},
         "version": row["version"],
         "derivatives": sorted(derivatives or []) if status == "ready" else [],

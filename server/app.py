@@ -14,7 +14,6 @@ from typing import Any, Protocol
 import aioboto3
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Route
 
 from core.db import create_pool
@@ -25,7 +24,7 @@ from server.auth import TokenVerifier
 from server.errors import EXCEPTION_HANDLERS
 from server.health import health
 from server.metrics import metrics_endpoint
-from server.middleware import RequestContextMiddleware
+from server.middleware import CORSMiddleware, RequestContextMiddleware
 from server.status_cache import StatusCache
 from server.telemetry import setup_tracing, shutdown_tracing
 from server.uploads.ratelimit import RateLimitMiddleware

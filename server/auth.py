@@ -45,6 +45,14 @@ class TokenVerifier:
         # a minute. Bounded; the oldest entries go first.
         self._verified: OrderedDict[str, Principal] = OrderedDict()
 
+    def cached(self, token: str) -> Principal | None:
+        """The principal of a token verified before and not expired since: one dictionary
+        lookup, never blocking (callers go to :meth:`verify` off the loop only on a miss)."""
+        cached = self._verified.get(token)
+        if cached is not None and cached.expires_at + self._leeway > time.time():
+            return cached
+        return None
+
     def verify(self, token: str, *, allow_expired: bool = False) -> Principal:
         """The token's principal, or :class:`AuthError`."""
         cached = self._verified.get(token)

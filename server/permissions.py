@@ -4,6 +4,7 @@ every route reuses. Another tenant's rows are invisible (RLS), so they answer 40
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import asyncpg
 from starlette.concurrency import run_in_threadpool
@@ -16,7 +17,11 @@ from server.errors import ApiError, forbidden, not_found
 
 
 def bearer_token(conn: HTTPConnection) -> str:
-    header = conn.headers.get("authorization", "")
+    return parse_bearer(conn.headers.get("authorization", ""))
+
+
+def parse_bearer(header: str) -> str:
+    """The token of an ``Authorization: Bearer`` header value, or :class:`AuthError`."""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthError("missing_token", "an Authorization: Bearer token is required")
@@ -24,12 +29,19 @@ def bearer_token(conn: HTTPConnection) -> str:
 
 
 async def authenticate(conn: HTTPConnection) -> Principal:
-    verifier: TokenVerifier = conn.app.state.verifier
-    token = bearer_token(conn)
-    if conn.app.state.settings.jwt_jwks_url:
-        principal = await run_in_threadpool(verifier.verify, token)  # may fetch the JWKS
-    else:
-        principal = verifier.verify(token)
+    return await verify_bearer(conn.app.state, bearer_token(conn))
+
+
+async def verify_bearer(state: Any, token: str) -> Principal:
+    """The principal of ``token`` (``state`` is the app's): a token seen before is one
+    dictionary lookup; only a new one is verified, off the loop when a JWKS may be fetched."""
+    verifier: TokenVerifier = state.verifier
+    principal = verifier.cached(token)
+    if principal is None:
+        if state.settings.jwt_jwks_url:
+            principal = await run_in_threadpool(verifier.verify, token)  # may fetch the JWKS
+        else:
+            principal = verifier.verify(token)
     ctx.tenant_id.set(str(principal.tenant_id))
     return principal
 

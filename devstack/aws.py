@@ -10,7 +10,7 @@ from typing import Any
 
 import boto3
 
-from core import resources
+from core import quarantine, resources
 from core.settings import Settings
 from devstack.process import free_port, port_open, wait_until
 
@@ -28,9 +28,7 @@ class MotoServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        from moto.server import ThreadedMotoServer
-
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server = _motoserver(self.port)
         self._server.start()
         wait_until(lambda: port_open(self.port), 20, "moto server")
 
@@ -38,6 +36,29 @@ class MotoServer:
         if self._server is not None:
             self._server.stop()
             self._server = None
+
+
+def _motoserver(port: int) -> Any:
+    """moto's threaded server with its app wrapped in :class:`PostObjectHeaders` (form
+    uploads answer with ``ETag`` and ``Location``, as S3 does)."""
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from moto.server import ThreadedMotoServer
+    from werkzeug.serving import make_server
+
+    from devstack.moto_post import PostObjectHeaders
+
+    class Server(ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            app = PostObjectHeaders(DomainDispatcherApplication(create_backend_app))
+            self._server = make_server("127.0.0.1", port, app, True, request_handler=MotoRequestHandler)
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    return Server(ip_address="127.0.0.1", port=port, verbose=False)
 
 
 def client(settings: Settings, service: str) -> Any:
@@ -101,7 +122,7 @@ def provision(settings: Settings, *, visibility_override: int | None = None) -> 
                     "AllowedOrigins": list(settings.cors_origins),
                     "AllowedMethods": ["GET", "PUT", "POST", "HEAD"],
                     "AllowedHeaders": ["*"],
-                    "ExposeHeaders": ["ETag"],
+                    "ExposeHeaders": ["ETag", "Location"],
                     "MaxAgeSeconds": 3600,
                 }
             ]
@@ -111,6 +132,13 @@ def provision(settings: Settings, *, visibility_override: int | None = None) -> 
         Bucket=settings.bucket,
         NotificationConfiguration={"EventBridgeConfiguration": {}},
     )
+    # as the template: versions kept (the processors pin the one they scanned and delete any
+    # overwrite), quarantined objects denied to all but the scanner and expired after 30 days
+    s3.put_bucket_versioning(Bucket=settings.bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=settings.bucket, LifecycleConfiguration={"Rules": [quarantine.lifecycle_rule()]}
+    )
+    s3.put_bucket_policy(Bucket=settings.bucket, Policy=json.dumps(quarantine.bucket_policy(settings.bucket)))
 
     for spec in resources.PROCESSORS:
         url, arn = _queue_with_dlq(sqs, stack, spec.name, visibility_override or spec.visibility_timeout)
@@ -128,6 +156,17 @@ def provision(settings: Settings, *, visibility_override: int | None = None) -> 
                 Endpoint=out.queue_arns[consumer.name],
                 Attributes={"RawMessageDelivery": "true"},
             )
+
+    feedback = resources.EMAIL_EVENTS  # SES bounces/complaints → SNS → SQS (as the template)
+    url, arn = _queue_with_dlq(sqs, stack, feedback.name, feedback.visibility_timeout)
+    out.queue_urls[feedback.name], out.queue_arns[feedback.name] = url, arn
+    out.topic_arns[feedback.name] = sns.create_topic(Name=resources.topic_name(stack, feedback.name))["TopicArn"]
+    sns.subscribe(
+        TopicArn=out.topic_arns[feedback.name],
+        Protocol="sqs",
+        Endpoint=arn,
+        Attributes={"RawMessageDelivery": "true"},
+    )
 
     rule = resources.event_rule_name(stack)
     events.put_rule(
@@ -151,4 +190,25 @@ def provision(settings: Settings, *, visibility_override: int | None = None) -> 
         client(settings, "ses").verify_email_identity(EmailAddress=sender)
     except Exception as exc:  # SES is optional in some emulators; digests may use SMTP
         log.warning("could not verify SES sender", extra={"error": str(exc)})
+    _ses_feedback(settings, out.topic_arns[feedback.name])
     return out
+
+
+def _ses_feedback(settings: Settings, topic_arn: str) -> None:
+    """The digest's configuration set with its bounce/complaint event destination."""
+    ses = client(settings, "ses")
+    name = resources.ses_configuration_set_name(settings.stack)
+    try:
+        ses.create_configuration_set(ConfigurationSet={"Name": name})
+        ses.create_configuration_set_event_destination(
+            ConfigurationSetName=name,
+            EventDestination={
+                "Name": f"{name}-feedback",
+                "Enabled": True,
+                "MatchingEventTypes": list(resources.EMAIL_EVENTS.event_types),
+                "SNSDestination": {"TopicARN": topic_arn},
+            },
+        )
+    except Exception as exc:  # exists already (provisioning is idempotent) or no SES here
+        if "AlreadyExists" not in type(exc).__name__ and "AlreadyExists" not in str(exc):
+            log.warning("could not create the SES configuration set", extra={"error": str(exc)})

@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.routing import BaseRoute, Route
 
-from server.uploads import companion, docs, native, status
+from server.uploads import companion, docs, native, originals, status
 from server.uploads.sweeper import StaleUploadSweeper
 
 docs.document()
@@ -23,6 +23,8 @@ def routes() -> list[BaseRoute]:
         Route("/s3/multipart/{uploadId}", companion.list_parts, methods=["GET"]),
         Route("/s3/multipart/{uploadId}", companion.abort, methods=["DELETE"]),
         Route("/api/v1/uploads/{upload_id}", status.upload_status, methods=["GET"]),
+        Route("/api/v1/uploads/{upload_id}", originals.delete_upload, methods=["DELETE"]),
+        Route("/api/v1/uploads/{upload_id}/original", originals.download_original, methods=["GET"]),
         Route("/api/v1/uploads/{upload_id}/progress", native.report_progress, methods=["POST"]),
         Route("/api/v1/projects/{project_id}/uploads", native.project_uploads, methods=["GET"]),
     ]

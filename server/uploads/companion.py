@@ -10,27 +10,31 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from botocore.exceptions import ClientError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from core.auth import Principal
 from core.db import tenant_transaction
 from core.keys import is_under_tenant, original_key
-from core.status import ReasonCode, UploadStatus, can_transition
+from core.status import ReasonCode, UploadStatus
 from core.tracing import to_object_metadata
+from core.transition import Progress, transition
 from server.errors import ApiError, bad_request, not_found
 from server.permissions import authenticate, require_project_access
 from server.uploads import s3ops, store
 from server.uploads.access import companion_errors, json_body, require_owner
-from server.uploads.context import Uploads, publisher, uploads
-from server.uploads.lifecycle import (
-    count_status_change,
-    failed_event,
-    publish_progress,
-    write_through,
-)
+from server.uploads.changes import UploadChanges
+from server.uploads.context import Uploads, changes, uploads
 from server.uploads.parts import MAX_PARTS, parse_part_number, parse_part_numbers, part_count, part_size
-from server.uploads.validation import UploadRequest, bracket_metadata, parse_upload_request
+from server.uploads.presign import SignedPart
+from server.uploads.validation import (
+    UploadRequest,
+    bracket_metadata,
+    parse_sha256,
+    parse_upload_request,
+    sha256_base64,
+)
 
 SIGNABLE = (UploadStatus.PENDING, UploadStatus.UPLOADING)
 
@@ -46,6 +50,7 @@ def _required_key(request: Request) -> str:
 
 async def _create_row(
     ctx: Uploads,
+    after: UploadChanges,
     principal: Principal,
     req: UploadRequest,
     *,
@@ -61,8 +66,14 @@ async def _create_row(
         await require_project_access(conn, principal, req.project_id, write=True)
         s3_upload_id: str | None = None
         if multipart:
+            # With a declared sha256 every part is signed with its own (S3 refuses other bytes).
+            checksum = {"ChecksumAlgorithm": "SHA256"} if req.sha256 else {}
             created = await ctx.s3.create_multipart_upload(
-                Bucket=ctx.bucket, Key=key, ContentType=req.content_type, Metadata=to_object_metadata()
+                Bucket=ctx.bucket,
+                Key=key,
+                ContentType=req.content_type,
+                Metadata=to_object_metadata(),
+                **checksum,
             )
             s3_upload_id = str(created["UploadId"])
         try:
@@ -79,18 +90,21 @@ async def _create_row(
                 multipart_upload_id=s3_upload_id,
                 part_size=size_of_part,
                 metadata=req.metadata,
+                declared_sha256=req.sha256,
             )
         except BaseException:
             if s3_upload_id is not None:
                 await s3ops.abort(ctx.s3, ctx.bucket, key, s3_upload_id)
             raise
-    document = await write_through(ctx.cache, row)
+    document = await after.stored(row)  # created `pending`: not a status change
     return document, key, s3_upload_id, size_of_part
 
 
 @companion_errors
 async def get_params(request: Request) -> Response:
-    """``GET /s3/params``: a presigned single PUT whose signature covers Content-Type."""
+    """``GET /s3/params``: an S3 POST policy ``{method: "POST", url, fields}`` binding the key,
+    the type, the size (exactly the declared one, else 1 byte..``single_put_max_bytes``) and
+    the declared ``sha256`` if any."""
     principal = await authenticate(request)
     ctx = uploads(request)
     query = request.query_params
@@ -100,6 +114,7 @@ async def get_params(request: Request) -> Response:
         metadata=bracket_metadata(query),
         size=query.get("size"),
         settings=ctx.settings,
+        sha256=query.get("sha256"),
     )
     if req.size is not None and req.size > ctx.settings.single_put_max_bytes:
         raise ApiError(
@@ -107,18 +122,21 @@ async def get_params(request: Request) -> Response:
             "use_multipart",
             f"files over {ctx.settings.single_put_max_bytes} bytes must use the multipart routes",
         )
-    document, key, _, _ = await _create_row(ctx, principal, req, multipart=False)
-    trace_metadata = to_object_metadata()  # signed x-amz-meta-* headers: the trace reaches S3
-    url = ctx.presigner.put_object(key, req.content_type, trace_metadata)
+    document, key, _, _ = await _create_row(ctx, changes(request), principal, req, multipart=False)
+    low, high = (req.size, req.size) if req.size is not None else (1, ctx.settings.single_put_max_bytes)
+    signed = ctx.presigner.post_policy(
+        key,
+        req.content_type,
+        min_size=low,
+        max_size=high,
+        metadata=to_object_metadata(),  # x-amz-meta-* fields in the policy: the trace reaches S3
+        sha256_b64=sha256_base64(req.sha256) if req.sha256 else None,
+    )
     return JSONResponse(
         {
-            "method": "PUT",
-            "url": url,
-            "fields": {"key": key},
-            "headers": {
-                "content-type": req.content_type,
-                **{f"x-amz-meta-{name}": value for name, value in trace_metadata.items()},
-            },
+            "method": "POST",
+            "url": signed["url"],
+            "fields": signed["fields"],
             "expires": ctx.settings.presign_expiry_seconds,
             "id": document["id"],
         }
@@ -127,7 +145,9 @@ async def get_params(request: Request) -> Response:
 
 @companion_errors
 async def create_multipart(request: Request) -> Response:
-    """``POST /s3/multipart`` ``{filename, type, metadata{projectId}, size?}`` → ``{key, uploadId}``."""
+    """``POST /s3/multipart`` ``{filename, type, metadata{projectId}, size?, sha256?}`` →
+    ``{key, uploadId}``. With ``sha256`` the S3 upload is created with ChecksumAlgorithm=SHA256
+    and every part must then be signed with its own ``?sha256=``."""
     principal = await authenticate(request)
     ctx = uploads(request)
     body = await json_body(request)
@@ -137,8 +157,11 @@ async def create_multipart(request: Request) -> Response:
         metadata=body.get("metadata"),
         size=body.get("size"),
         settings=ctx.settings,
+        sha256=body.get("sha256"),
     )
-    document, key, s3_upload_id, size_of_part = await _create_row(ctx, principal, req, multipart=True)
+    document, key, s3_upload_id, size_of_part = await _create_row(
+        ctx, changes(request), principal, req, multipart=True
+    )
     return JSONResponse(
         {
             "key": key,
@@ -170,65 +193,105 @@ def _check_parts_in_range(row: Mapping[str, Any], numbers: list[int]) -> None:
         raise ApiError(400, "invalid_part_number", f"part {over[0]} is beyond the file's {limit} parts")
 
 
-async def _sign(request: Request, numbers: list[int]) -> tuple[Uploads, Any, dict[str, str]]:
+def _part_length(row: Mapping[str, Any], number: int) -> int | None:
+    """The declared size of part ``number`` (the remainder for the last), None if no size was
+    declared. ``number`` is within the file's parts (:func:`_check_parts_in_range`)."""
+    size, each = row["size_bytes"], row["part_size"]
+    if not size or not each:
+        return None
+    return int(min(each, size - (number - 1) * each))
+
+
+def _part_checksum(row: Mapping[str, Any], raw: str | None, *, batch: bool) -> str | None:
+    """The part's SHA-256 (base64) to sign: required when the file's sha256 was declared
+    (the S3 upload checks every part), refused otherwise."""
+    declared = row["declared_sha256"] is not None
+    if raw is None or raw == "":
+        if declared:
+            how = "sign each part with GET /s3/multipart/{uploadId}/{n}?sha256=" if batch else "pass ?sha256="
+            raise ApiError(
+                400, "checksum_required", f"this upload declared a sha256: every part needs its own ({how})"
+            )
+        return None
+    if batch:
+        raise ApiError(400, "checksum_required", "part checksums are signed one part at a time")
+    if not declared:
+        raise ApiError(
+            400,
+            "checksum_not_declared",
+            "part checksums need the file's sha256 declared at create",
+        )
+    digest = parse_sha256(raw, "the part's sha256")
+    assert digest is not None
+    return sha256_base64(digest)
+
+
+async def _sign(
+    request: Request, numbers: list[int], *, batch: bool = False
+) -> tuple[Uploads, Any, dict[str, SignedPart]]:
     principal = await authenticate(request)
     ctx = uploads(request)
-    changed = None
     async with tenant_transaction(ctx.pool, principal.tenant_id) as conn:
         row = await _owned_upload(ctx, principal, conn, request)
         if row["status"] not in SIGNABLE:
             raise ApiError(409, "upload_not_in_progress", f"the upload is {row['status']}")
         _check_parts_in_range(row, numbers)
-        if can_transition(row["status"], UploadStatus.UPLOADING):
-            row = changed = await store.update_upload(conn, row["upload_id"], status=UploadStatus.UPLOADING)
-        else:
+        checksum = _part_checksum(row, request.query_params.get("sha256"), batch=batch)
+        changed = await transition(conn, row["upload_id"], UploadStatus.UPLOADING)
+        if changed is None:
             await store.touch(conn, row["upload_id"])
-    urls = ctx.presigner.upload_parts(row["s3_key"], row["multipart_upload_id"], numbers)
+        else:
+            row = changed
+    urls = {
+        str(n): ctx.presigner.upload_part(
+            row["s3_key"],
+            row["multipart_upload_id"],
+            n,
+            content_length=_part_length(row, n),
+            sha256_b64=checksum,
+        )
+        for n in numbers
+    }
+    after = changes(request)
     if changed is not None:
-        count_status_change(UploadStatus.UPLOADING, None)
-        await write_through(ctx.cache, changed)
-    await publish_progress(ctx.throttle, publisher(request), row, signed_parts=numbers)
+        await after.changed(changed, signed_parts=numbers)
+    else:
+        await after.progressed(row, signed_parts=numbers)
     return ctx, row, urls
 
 
 @companion_errors
 async def sign_part(request: Request) -> Response:
-    """``GET /s3/multipart/{uploadId}/{partNumber}?key=`` → ``{url, expires}``; re-signing is fine."""
+    """``GET /s3/multipart/{uploadId}/{partNumber}?key=&sha256=`` → ``{url, expires, headers?}``;
+    re-signing is fine. With a declared size the part's Content-Length is signed; ``headers``
+    (the signed ``x-amz-checksum-sha256``) must be sent with the PUT."""
     number = parse_part_number(request.path_params["partNumber"])
     ctx, _, urls = await _sign(request, [number])
-    return JSONResponse({"url": urls[str(number)], "expires": ctx.settings.presign_expiry_seconds})
+    signed = urls[str(number)]
+    answer: dict[str, Any] = {"url": signed.url, "expires": ctx.settings.presign_expiry_seconds}
+    if signed.headers:
+        answer["headers"] = signed.headers
+    return JSONResponse(answer)
 
 
 @companion_errors
 async def sign_batch(request: Request) -> Response:
     """``GET /s3/multipart/{uploadId}/batch?key=&partNumbers=1,2`` → ``{presignedUrls: {"1": url}}``."""
     numbers = parse_part_numbers(request.query_params.get("partNumbers"))
-    _, _, urls = await _sign(request, numbers)
-    return JSONResponse({"presignedUrls": urls})
+    _, _, urls = await _sign(request, numbers, batch=True)
+    return JSONResponse({"presignedUrls": {n: signed.url for n, signed in urls.items()}})
 
 
 @companion_errors
 async def list_parts(request: Request) -> Response:
-    """``GET /s3/multipart/{uploadId}?key=`` → ``[{PartNumber, Size, ETag}]``, all pages."""
+    """``GET /s3/multipart/{uploadId}?key=`` → ``[{PartNumber, Size, ETag}]``, all pages.
+
+    A read: it changes nothing (no status, no counters, no event)."""
     principal = await authenticate(request)
     ctx = uploads(request)
-    changed = None
-    async with tenant_transaction(ctx.pool, principal.tenant_id) as conn:
-        row = await _owned_upload(ctx, principal, conn, request)
-        parts = await s3ops.list_all_parts(ctx.s3, ctx.bucket, row["s3_key"], row["multipart_upload_id"])
-        done, total = len(parts), sum(int(p["Size"]) for p in parts)
-        if row["status"] in SIGNABLE and (done > row["parts_done"] or total > row["bytes_done"]):
-            status = UploadStatus.UPLOADING if parts else None
-            row = changed = await store.update_upload(
-                conn,
-                row["upload_id"],
-                status=status if status != row["status"] else None,
-                parts_done=done,
-                bytes_done=total,
-            )
-    if changed is not None:
-        await write_through(ctx.cache, changed)
-        await publish_progress(ctx.throttle, publisher(request), changed)
+    async with tenant_transaction(ctx.pool, principal.tenant_id, readonly=True) as conn:
+        row = await _owned_upload(ctx, principal, conn, request, for_update=False)
+    parts = await s3ops.list_all_parts(ctx.s3, ctx.bucket, row["s3_key"], row["multipart_upload_id"])
     return JSONResponse(parts)
 
 
@@ -252,6 +315,27 @@ def _submitted_parts(body: Mapping[str, Any]) -> list[tuple[int, str]]:
     return result
 
 
+def _submitted_checksums(body: Mapping[str, Any]) -> dict[int, str]:
+    """``ChecksumSHA256`` (base64, as S3 answered the part PUT) of the submitted parts that
+    carry one: used at complete when S3's ListParts does not return them."""
+    found: dict[int, str] = {}
+    for part in body.get("parts") or []:
+        raw = part.get("ChecksumSHA256") if isinstance(part, dict) else None
+        if raw is not None:
+            digest = parse_sha256(raw, f"part {part.get('PartNumber')}'s ChecksumSHA256")
+            assert digest is not None
+            found[int(part["PartNumber"])] = sha256_base64(digest)
+    return found
+
+
+def _completed_part(number: int, stored: Mapping[str, Any], given: dict[int, str]) -> dict[str, Any]:
+    part: dict[str, Any] = {"PartNumber": number, "ETag": stored["ETag"]}
+    checksum = stored.get("ChecksumSHA256") or given.get(number)
+    if checksum:
+        part["ChecksumSHA256"] = checksum
+    return part
+
+
 def _location(ctx: Uploads, key: str, completed: Mapping[str, Any]) -> str:
     location = completed.get("Location")
     return str(location) if location else f"s3://{ctx.bucket}/{key}"
@@ -261,13 +345,18 @@ def _location(ctx: Uploads, key: str, completed: Mapping[str, Any]) -> str:
 async def complete(request: Request) -> Response:
     """``POST /s3/multipart/{uploadId}/complete?key=`` ``{parts:[{PartNumber, ETag}]}`` → ``{location}``.
 
-    Every part must be stored in S3 with that ETag; the total must fit the size limits.
+    Every part must be stored in S3 with that ETag; the total must fit the size limits and
+    equal the declared size, else the S3 upload is aborted at once and the upload fails.
+    The complete is conditional (``If-None-Match: *``): it never replaces an existing object.
     Completing twice answers the same (a retry after a dropped response)."""
     principal = await authenticate(request)
     ctx = uploads(request)
     body = await json_body(request)
     submitted = _submitted_parts(body)
+    given_checksums = _submitted_checksums(body)
+    file_sha256 = parse_sha256(body.get("sha256"))
     failed_row = None
+    failure: ApiError | None = None
     async with tenant_transaction(ctx.pool, principal.tenant_id) as conn:
         row = await _owned_upload(ctx, principal, conn, request)
         key = row["s3_key"]
@@ -285,48 +374,57 @@ async def complete(request: Request) -> Response:
                 raise ApiError(400, "part_missing", f"part {number} was not uploaded")
             if s3ops.normalize_etag(part["ETag"]) != s3ops.normalize_etag(etag):
                 raise ApiError(400, "etag_mismatch", f"part {number}: ETag does not match the stored part")
+        declared_sha256 = row["declared_sha256"]
+        if file_sha256 and declared_sha256 and file_sha256 != declared_sha256:
+            raise ApiError(400, "checksum_mismatch", "sha256 differs from the one declared at create")
         total = sum(int(stored[n]["Size"]) for n, _ in submitted)
         declared = row["size_bytes"]
-        too_large = total > ctx.settings.max_upload_bytes
-        if too_large or (declared and total != declared):
-            if too_large:
-                await s3ops.abort(ctx.s3, ctx.bucket, key, row["multipart_upload_id"])
-                failed_row = await store.update_upload(
-                    conn, row["upload_id"], status=UploadStatus.FAILED, reason=ReasonCode.TOO_LARGE
-                )
-            else:
-                raise ApiError(
-                    400, "size_mismatch", f"the parts add up to {total} bytes, {declared} were declared"
-                )
-        else:
-            completed = await ctx.s3.complete_multipart_upload(
-                Bucket=ctx.bucket,
-                Key=key,
-                UploadId=row["multipart_upload_id"],
-                MultipartUpload={
-                    "Parts": [{"PartNumber": n, "ETag": stored[n]["ETag"]} for n, _ in submitted]
-                },
+        if total > ctx.settings.max_upload_bytes:
+            reason = ReasonCode.TOO_LARGE
+            failure = ApiError(
+                413, "too_large", f"files larger than {ctx.settings.max_upload_bytes} bytes are not accepted"
             )
-            patch = {"client_sha256": body["sha256"]} if isinstance(body.get("sha256"), str) else None
-            row = await store.update_upload(
+        elif declared and total != declared:
+            reason = ReasonCode.SIZE_MISMATCH
+            failure = ApiError(
+                400, "size_mismatch", f"the parts add up to {total} bytes, not the {declared} declared"
+            )
+        if failure is not None:
+            # Abort now (not after the bucket's 24-hour lifecycle rule): the parts are discarded.
+            await s3ops.abort(ctx.s3, ctx.bucket, key, row["multipart_upload_id"])
+            failed_row = await transition(conn, row["upload_id"], UploadStatus.FAILED, reason=reason)
+        else:
+            try:
+                completed = await ctx.s3.complete_multipart_upload(
+                    Bucket=ctx.bucket,
+                    Key=key,
+                    UploadId=row["multipart_upload_id"],
+                    IfNoneMatch="*",  # write-once: never replace an object that exists
+                    MultipartUpload={
+                        "Parts": [_completed_part(n, stored[n], given_checksums) for n, _ in submitted]
+                    },
+                )
+            except ClientError as exc:
+                if s3ops.error_code(exc) not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                    raise
+                await s3ops.abort(ctx.s3, ctx.bucket, key, row["multipart_upload_id"])
+                raise ApiError(409, "object_exists", "an object already exists under this key") from None
+            if file_sha256 and not declared_sha256:  # declared only now (the processors compare)
+                await store.declare_sha256(conn, row["upload_id"], file_sha256)
+            # The row is locked (FOR UPDATE) and in SIGNABLE: the move cannot be refused.
+            uploaded = await transition(
                 conn,
                 row["upload_id"],
-                status=UploadStatus.UPLOADED,
-                parts_done=len(submitted),
-                bytes_done=total,
-                size=total,
-                metadata_patch=patch,
+                UploadStatus.UPLOADED,
+                progress=Progress(parts_done=len(submitted), bytes_done=total, size=total),
             )
-    if failed_row is not None:
-        count_status_change(UploadStatus.FAILED, ReasonCode.TOO_LARGE)
-        await write_through(ctx.cache, failed_row)
-        await publisher(request).publish(failed_event(failed_row))
-        raise ApiError(
-            413, "too_large", f"files larger than {ctx.settings.max_upload_bytes} bytes are not accepted"
-        )
-    count_status_change(UploadStatus.UPLOADED, None)
-    await write_through(ctx.cache, row)
-    await publish_progress(ctx.throttle, publisher(request), row)
+            assert uploaded is not None
+            row = uploaded
+    if failure is not None:
+        if failed_row is not None:
+            await changes(request).changed(failed_row)
+        raise failure
+    await changes(request).changed(row)  # never throttled: a progress report just before must not swallow it
     return JSONResponse({"location": _location(ctx, key, completed), "key": key, "bucket": ctx.bucket})
 
 
@@ -340,13 +438,7 @@ async def abort(request: Request) -> Response:
         if row["status"] not in SIGNABLE and row["status"] != UploadStatus.FAILED:
             raise ApiError(409, "upload_completed", f"the upload is already {row['status']}")
         await s3ops.abort(ctx.s3, ctx.bucket, row["s3_key"], row["multipart_upload_id"])
-        changed = None
-        if can_transition(row["status"], UploadStatus.FAILED):
-            changed = await store.update_upload(
-                conn, row["upload_id"], status=UploadStatus.FAILED, reason=ReasonCode.ABORTED
-            )
+        changed = await transition(conn, row["upload_id"], UploadStatus.FAILED, reason=ReasonCode.ABORTED)
     if changed is not None:
-        count_status_change(UploadStatus.FAILED, ReasonCode.ABORTED)
-        await write_through(ctx.cache, changed)
-        await publisher(request).publish(failed_event(changed))
+        await changes(request).changed(changed)
     return JSONResponse({})

@@ -33,7 +33,10 @@ async def list_all_parts(
                 raise ApiError(404, "upload_not_found", "the multipart upload no longer exists") from None
             raise
         for part in page.get("Parts", []):
-            parts.append({"PartNumber": part["PartNumber"], "Size": part["Size"], "ETag": part["ETag"]})
+            item = {"PartNumber": part["PartNumber"], "Size": part["Size"], "ETag": part["ETag"]}
+            if part.get("ChecksumSHA256"):
+                item["ChecksumSHA256"] = part["ChecksumSHA256"]
+            parts.append(item)
         if not page.get("IsTruncated"):
             return parts
         next_marker = int(page.get("NextPartNumberMarker") or 0)

@@ -1,5 +1,6 @@
 """SQL for uploads. Every function takes a connection inside the caller's tenant
-transaction (:func:`core.db.tenant_transaction`), so row-level security scopes it."""
+transaction (:func:`core.db.tenant_transaction`), so row-level security scopes it.
+Status and counters change only through :mod:`core.transition`."""
 
 from __future__ import annotations
 
@@ -28,11 +29,12 @@ async def insert_upload(
     multipart_upload_id: str | None,
     part_size: int | None,
     metadata: dict[str, Any],
+    declared_sha256: str | None = None,
 ) -> asyncpg.Record:
     row = await conn.fetchrow(
         f"""INSERT INTO uploads (upload_id, tenant_id, project_id, uploader_id, file_name, declared_type,
-                size_bytes, s3_key, multipart_upload_id, part_size, metadata, status)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending')
+                size_bytes, s3_key, multipart_upload_id, part_size, metadata, declared_sha256, status)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending')
             RETURNING {ROW_COLUMNS}""",
         upload_id,
         tenant_id,
@@ -45,6 +47,7 @@ async def insert_upload(
         multipart_upload_id,
         part_size,
         metadata,
+        declared_sha256,
     )
     assert row is not None
     return row
@@ -86,47 +89,24 @@ async def load_for_status(
     )
 
 
-async def update_upload(
-    conn: asyncpg.Connection,
-    upload_id: uuid.UUID,
-    *,
-    status: str | None = None,
-    reason: str | None = None,
-    parts_done: int | None = None,
-    bytes_done: int | None = None,
-    size: int | None = None,
-    metadata_patch: dict[str, Any] | None = None,
-) -> asyncpg.Record:
-    """Apply the changes, bump ``version`` (the document changed) and the activity clock.
-    Counters never go backwards."""
-    row = await conn.fetchrow(
-        f"""UPDATE uploads SET
-              status = COALESCE($2, status),
-              reason_code = CASE WHEN $2::text IS NULL THEN reason_code ELSE $3 END,
-              parts_done = GREATEST(parts_done, COALESCE($4, parts_done)),
-              bytes_done = GREATEST(bytes_done, COALESCE($5, bytes_done)),
-              size_bytes = COALESCE($6, size_bytes),
-              metadata = metadata || COALESCE($7::jsonb, '{{}}'::jsonb),
-              version = version + 1,
-              updated_at = now(),
-              last_activity_at = now()
-            WHERE upload_id = $1
-            RETURNING {ROW_COLUMNS}""",
+async def declare_sha256(conn: asyncpg.Connection, upload_id: uuid.UUID, sha256: str) -> None:
+    """The whole file's sha256 given only at complete (no status change; the processors
+    compare it). A sha256 declared at create is never replaced."""
+    await conn.execute(
+        "UPDATE uploads SET declared_sha256 = $2 WHERE upload_id = $1 AND declared_sha256 IS NULL",
         upload_id,
-        status,
-        reason,
-        parts_done,
-        bytes_done,
-        size,
-        metadata_patch,
+        sha256,
     )
-    assert row is not None
-    return row
 
 
 async def touch(conn: asyncpg.Connection, upload_id: uuid.UUID) -> None:
     """Activity without a visible change (keeps the stale-upload sweeper away)."""
     await conn.execute("UPDATE uploads SET last_activity_at = now() WHERE upload_id = $1", upload_id)
+
+
+async def delete_derivatives(conn: asyncpg.Connection, upload_id: uuid.UUID) -> None:
+    """The derivative rows of a deleted upload (their objects are gone from S3)."""
+    await conn.execute("DELETE FROM derivatives WHERE upload_id = $1", upload_id)
 
 
 async def derivative_kinds(conn: asyncpg.Connection, upload_id: uuid.UUID) -> list[str]:
@@ -141,7 +121,7 @@ async def list_project_uploads(
     limit: int,
     after: tuple[datetime, uuid.UUID] | None,
 ) -> list[asyncpg.Record]:
-    """Newest first, keyset-paginated on (created_at, upload_id)."""
+    """Newest first, keyset-paginated on (created_at, upload_id); ``deleted`` uploads are gone."""
     columns = upload_columns("u")
     kinds = (
         "COALESCE((SELECT array_agg(d.kind ORDER BY d.kind) FROM derivatives d "
@@ -150,7 +130,7 @@ async def list_project_uploads(
     if after is None:
         return list(
             await conn.fetch(
-                f"SELECT {columns}, {kinds} FROM uploads u WHERE u.project_id = $1 "
+                f"SELECT {columns}, {kinds} FROM uploads u WHERE u.project_id = $1 AND u.status <> 'deleted' "
                 "ORDER BY u.created_at DESC, u.upload_id DESC LIMIT $2",
                 project_id,
                 limit,
@@ -158,7 +138,7 @@ async def list_project_uploads(
         )
     return list(
         await conn.fetch(
-            f"SELECT {columns}, {kinds} FROM uploads u WHERE u.project_id = $1 "
+            f"SELECT {columns}, {kinds} FROM uploads u WHERE u.project_id = $1 AND u.status <> 'deleted' "
             "AND (u.created_at, u.upload_id) < ($3, $4) "
             "ORDER BY u.created_at DESC, u.upload_id DESC LIMIT $2",
             project_id,

@@ -6,6 +6,10 @@ Pure: the Companion routes (query string or JSON body) and the native API both b
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
+import unicodedata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,6 +39,7 @@ class UploadRequest:
     content_type: str
     size: int | None  # None when the client did not say (stock Uppy does not)
     metadata: dict[str, str]
+    sha256: str | None = None  # lower-case hex SHA-256 the client declared for the whole file
 
 
 def _file_name(raw: Any) -> tuple[str, str]:
@@ -46,6 +51,12 @@ def _file_name(raw: Any) -> tuple[str, str]:
         raise InvalidUpload("invalid_file_name", "filename must be a plain name, not a path")
     if any(ord(ch) < 32 for ch in raw):
         raise InvalidUpload("invalid_file_name", "filename contains control characters")
+    if any(unicodedata.category(ch) == "Cf" for ch in raw):
+        # bidi overrides and zero-width characters make a name display as another one
+        # ("factura\u202egpj.exe" shows as "factura exe.jpg")
+        raise InvalidUpload(
+            "invalid_file_name", "filename contains invisible formatting characters (bidi or zero-width)"
+        )
     try:
         return raw, safe_name(raw)
     except UnsafeFileName as exc:
@@ -84,6 +95,35 @@ def parse_size(raw: Any, settings: Settings) -> int | None:
     return raw
 
 
+HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def parse_sha256(raw: Any, what: str = "sha256") -> str | None:
+    """A SHA-256 as 64 hex digits (or S3's base64 of the 32 bytes) → lower-case hex; None
+    when absent."""
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str):
+        text = raw.strip()
+        if HEX_SHA256.fullmatch(text):
+            return text.lower()
+        if len(text) == 44:
+            try:
+                digest = base64.b64decode(text, validate=True)
+            except (binascii.Error, ValueError):
+                digest = b""
+            if len(digest) == 32:
+                return digest.hex()
+    raise InvalidUpload(
+        "invalid_checksum", f"{what} must be a SHA-256 (64 hex digits or 44 base64 characters)"
+    )
+
+
+def sha256_base64(hex_digest: str) -> str:
+    """The form S3 wants in ``x-amz-checksum-sha256``."""
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode()
+
+
 def _metadata(raw: Any) -> dict[str, str]:
     if raw is None:
         raise InvalidUpload("invalid_metadata", "metadata.projectId is required")
@@ -111,6 +151,7 @@ def parse_upload_request(
     metadata: Any,
     size: Any,
     settings: Settings,
+    sha256: Any = None,
 ) -> UploadRequest:
     meta = _metadata(metadata)
     project = meta.get("projectId")
@@ -130,6 +171,7 @@ def parse_upload_request(
         content_type=_content_type(content_type, settings),
         size=parse_size(size, settings),
         metadata=meta,
+        sha256=parse_sha256(sha256),
     )
 
 

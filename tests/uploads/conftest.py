@@ -78,6 +78,23 @@ async def put_bytes(url: str, body: bytes, headers: dict[str, str] | None = None
         return await http.put(url, content=body, headers=headers)
 
 
+async def post_form(signed: dict[str, Any], body: bytes, **overrides: str) -> httpx.Response:
+    """A browser form upload to an S3 POST policy (``{url, fields}`` from /s3/params), the
+    way stock Uppy sends it: every field, then the file; ``overrides`` replace fields."""
+    fields = {**signed["fields"], **overrides}
+    async with httpx.AsyncClient(timeout=30) as http:
+        return await http.post(signed["url"], data=fields, files={"file": ("blob", body)})
+
+
+def policy_conditions(signed: dict[str, Any]) -> list[Any]:
+    """The conditions of a POST policy (its ``policy`` field is base64 JSON)."""
+    import base64
+    import json
+
+    conditions: list[Any] = json.loads(base64.b64decode(signed["fields"]["policy"]))["conditions"]
+    return conditions
+
+
 async def put_part(url: str, chunk: bytes) -> str:
     r = await put_bytes(url, chunk)
     assert r.status_code == 200, r.text

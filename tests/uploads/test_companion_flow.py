@@ -15,7 +15,8 @@ from tests.uploads.conftest import (
     chunks,
     create_multipart,
     key_of_url,
-    put_bytes,
+    policy_conditions,
+    post_form,
     put_part,
     random_bytes,
     sign_part,
@@ -68,7 +69,7 @@ async def test_12_mib_multipart_through_companion_routes(
     assert again.status_code == 200
 
 
-async def test_1_mib_single_put(
+async def test_1_mib_single_upload_is_a_post_policy(
     client: httpx.AsyncClient, tenant: TenantFixture, s3: Any, settings: Any
 ) -> None:
     data = random_bytes(MIB)
@@ -81,26 +82,49 @@ async def test_1_mib_single_put(
             "metadata[projectId]": str(tenant.projects[0]),
             "metadata[name]": "foto obra.jpg",
             "metadata[type]": "image/jpeg",
+            "metadata[size]": str(len(data)),  # the dashboard puts the size in the file meta
         },
         headers=headers,
     )
     assert r.status_code == 200, r.text
     params = r.json()
-    assert params["method"] == "PUT"
-    # Content-Type is signed; so is the trace context when tracing records (x-amz-meta-*).
-    assert params["headers"]["content-type"] == "image/jpeg"
-    assert all(name.startswith("x-amz-meta-") for name in params["headers"] if name != "content-type")
+    assert params["method"] == "POST" and "headers" not in params
     key = params["fields"]["key"]
-    assert key_of_url(params["url"], settings.bucket) == key
+    assert params["url"].rstrip("/").endswith(f"/{settings.bucket}")
     assert key.startswith(f"tenant-{tenant.tenant_id}/")
-    assert "content-type" in params["url"].lower()  # X-Amz-SignedHeaders=content-type;host
-    put = await put_bytes(params["url"], data, params["headers"])
-    assert put.status_code == 200, put.text
+    # The policy binds the key, the type, exactly the declared size and the trace metadata.
+    conditions = policy_conditions(params)
+    assert {"key": key} in conditions and {"bucket": settings.bucket} in conditions
+    assert {"Content-Type": "image/jpeg"} in conditions
+    assert ["content-length-range", len(data), len(data)] in conditions
+    meta = [name for c in conditions if isinstance(c, dict) for name in c if name.startswith("x-amz-meta-")]
+    assert all(params["fields"][name] for name in meta)
+    posted = await post_form(params, data)
+    assert posted.status_code == 204, posted.text
+    # What stock Uppy reads from the answer (the local stack's moto adds them, as S3 sends them).
+    assert posted.headers["etag"].strip('"') and posted.headers["location"].endswith(key.split("/")[-1])
     obj = s3.get_object(Bucket=settings.bucket, Key=key)
     assert obj["Body"].read() == data
     assert obj["ContentType"] == "image/jpeg"
     status = (await client.get(f"/api/v1/uploads/{params['id']}", headers=headers)).json()
     assert status["status"] == "pending" and status["declared_type"] == "image/jpeg"
+    assert status["size"] == len(data) and status["declared_sha256"] is None
+
+
+async def test_single_upload_without_a_size_is_bounded_by_the_single_upload_limit(
+    client: httpx.AsyncClient, tenant: TenantFixture, settings: Any
+) -> None:
+    r = await client.get(
+        "/s3/params",
+        params={
+            "filename": "a.pdf",
+            "type": "application/pdf",
+            "metadata[projectId]": str(tenant.projects[0]),
+        },
+        headers=tenant.auth(),
+    )
+    assert r.status_code == 200, r.text
+    assert ["content-length-range", 1, settings.single_put_max_bytes] in policy_conditions(r.json())
 
 
 async def test_resume_sends_only_missing_part(

@@ -1,7 +1,8 @@
 """The status reducer: an upload's status is a function of its processing steps.
 
-Pure: it only says where the steps point. Writers apply the answer only when
-:func:`core.status.can_transition` allows it, so status never moves backwards.
+Pure: it only says where the steps point. The store applies the answer through
+:func:`core.transition.transition`, which refuses what :func:`core.status.can_transition`
+does not allow, so status never moves backwards.
 """
 
 from __future__ import annotations

@@ -8,20 +8,22 @@ processors finishing at the same moment serialise on it and the reducer sees eve
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import asyncpg
 
 from core.db import tenant_transaction
+from core.errors import Transient
 from core.events import Event, EventType
-from core.status import ReasonCode, UploadStatus, can_transition
+from core.status import ReasonCode, UploadStatus, rank
+from core.transition import transition
 from processors.common.outcome import StepOutcome
 from processors.common.reducer import METADATA, SCAN, StepState, applicable_processors, derive_status
 from processors.common.s3event import ObjectRef
 
 
-class StepInProgress(RuntimeError):
+class StepInProgress(Transient):
     """Another delivery of the same object version is being processed: retry later."""
 
 
@@ -35,6 +37,10 @@ class UploadRow:
     status: UploadStatus
     file_name: str
     s3_key: str
+    size_bytes: int = 0  # declared (0: not declared) until the metadata step records S3's
+    declared_sha256: str | None = None
+    scanned_version_id: str | None = None  # the pinned object version (see claim)
+    scanned_etag: str | None = None
 
     @classmethod
     def from_record(cls, r: asyncpg.Record) -> UploadRow:
@@ -47,10 +53,24 @@ class UploadRow:
             status=UploadStatus(r["status"]),
             file_name=r["file_name"],
             s3_key=r["s3_key"],
+            size_bytes=r["size_bytes"],
+            declared_sha256=r["declared_sha256"],
+            scanned_version_id=r["scanned_version_id"],
+            scanned_etag=r["scanned_etag"],
         )
 
+    @property
+    def pinned(self) -> bool:
+        return self.scanned_version_id is not None or self.scanned_etag is not None
 
-ClaimKind = Literal["run", "duplicate", "skip", "missing"]
+    def pins(self, ref: ObjectRef) -> bool:
+        """True when ``ref`` is the object version this upload is pinned to."""
+        if self.scanned_version_id is not None and ref.version_id and ref.version_id != "null":
+            return self.scanned_version_id == ref.version_id
+        return self.scanned_etag is not None and self.scanned_etag == ref.etag
+
+
+ClaimKind = Literal["run", "duplicate", "skip", "missing", "overwrite"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,15 +79,24 @@ class Claim:
     upload: UploadRow | None = None
     why: str = ""
     pending: list[Event] = field(default_factory=list)
+    # "overwrite": True when this delivery wrote the audit row (the first of the processors)
+    recorded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Finished:
     events: list[Event]
     delete_keys: list[str]
+    # the failed upload whose original is to be deleted (once the scan has had its say)
+    delete_original: UploadRow | None = None
 
 
-_UPLOAD_COLUMNS = "tenant_id, project_id, upload_id, uploader_id, declared_type, status, file_name, s3_key"
+# declared_sha256 is read through to_jsonb: it is the API's column (migration 0008), and the
+# processors must work on a database migrated either side of it.
+_UPLOAD_COLUMNS = (
+    "tenant_id, project_id, upload_id, uploader_id, declared_type, status, file_name, s3_key, "
+    "size_bytes, to_jsonb(uploads)->>'declared_sha256' AS declared_sha256, scanned_version_id, scanned_etag"
+)
 
 
 async def _lock_upload(conn: asyncpg.Connection, upload_id: uuid.UUID) -> UploadRow | None:
@@ -111,6 +140,16 @@ async def claim(
         upload = await _lock_upload(conn, ref.upload_id)
         if upload is None or upload.s3_key != ref.key or upload.project_id != ref.project_id:
             return Claim("missing", why="no upload row for this key in its tenant")
+        if (upload.pinned and not upload.pins(ref)) or (not upload.pinned and _past_uploaded(upload)):
+            recorded = await _record_overwrite(conn, upload, ref, processor)
+            return Claim(
+                "overwrite",
+                upload,
+                why=f"upload is {upload.status}, pinned to another version",
+                recorded=recorded,
+            )
+        if not upload.pinned:
+            upload = await _pin(conn, upload, ref)
         step = await conn.fetchrow(
             "SELECT state, object_version, started_at > now() - make_interval(secs => $3) AS fresh, "
             "result->>'delivery' AS delivery "
@@ -127,7 +166,7 @@ async def claim(
         skip_why = ""
         if processor not in applicable_processors(upload.declared_type):
             skip_why = f"not applicable to {upload.declared_type}"
-        elif upload.status in (UploadStatus.READY, UploadStatus.QUARANTINED) or (
+        elif upload.status in (UploadStatus.READY, UploadStatus.QUARANTINED, UploadStatus.DELETED) or (
             upload.status == UploadStatus.FAILED and processor != SCAN
         ):
             skip_why = f"upload is already {upload.status}"
@@ -156,6 +195,44 @@ async def claim(
         return Claim("run", upload)
 
 
+def _past_uploaded(upload: UploadRow) -> bool:
+    return rank(upload.status) > rank(UploadStatus.UPLOADED)
+
+
+async def _pin(conn: asyncpg.Connection, upload: UploadRow, ref: ObjectRef) -> UploadRow:
+    """Pin the (locked, unpinned) upload to ``ref``: the one object version every step reads."""
+    version_id = ref.version_id if ref.version_id and ref.version_id != "null" else None
+    await conn.execute(
+        "UPDATE uploads SET scanned_version_id = $2, scanned_etag = $3 WHERE upload_id = $1",
+        upload.upload_id,
+        version_id,
+        ref.etag,
+    )
+    return replace(upload, scanned_version_id=version_id, scanned_etag=ref.etag)
+
+
+async def _record_overwrite(
+    conn: asyncpg.Connection, upload: UploadRow, ref: ObjectRef, processor: str
+) -> bool:
+    """The audit row of a refused object version; False when another processor wrote it."""
+    inserted = await conn.fetchval(
+        """INSERT INTO overwrite_rejections (tenant_id, upload_id, object_version, version_id, etag,
+             size_bytes, upload_status, pinned_version_id, processor)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+           ON CONFLICT (upload_id, object_version) DO NOTHING RETURNING 1""",
+        upload.tenant_id,
+        upload.upload_id,
+        ref.object_version,
+        ref.version_id,
+        ref.etag,
+        ref.size,
+        upload.status,
+        upload.scanned_version_id,
+        processor,
+    )
+    return bool(inserted)
+
+
 async def finish(pool: asyncpg.Pool, ref: ObjectRef, processor: str, outcome: StepOutcome) -> Finished:
     """Record the outcome of a claimed step; returns the events to publish (already in the
     outbox) and S3 keys to delete. A step finished meanwhile by another delivery is left
@@ -165,6 +242,11 @@ async def finish(pool: asyncpg.Pool, ref: ObjectRef, processor: str, outcome: St
         new_keys = [d.s3_key for d in outcome.derivatives]
         if upload is None:
             return Finished([], new_keys)
+        # Deleted meanwhile (any step), or infected meanwhile (any step but the scan): the
+        # step is recorded as skipped and its derivatives must not exist.
+        gone = upload.status == UploadStatus.DELETED or (
+            upload.status == UploadStatus.QUARANTINED and processor != SCAN
+        )
         updated = await conn.fetchval(
             """UPDATE processing_steps SET state = $4, reason_code = $5, result = $6, finished_at = now()
                WHERE upload_id = $1 AND processor = $2 AND object_version = $3 AND state = 'running'
@@ -172,14 +254,14 @@ async def finish(pool: asyncpg.Pool, ref: ObjectRef, processor: str, outcome: St
             ref.upload_id,
             processor,
             ref.object_version,
-            "skipped" if (upload.status == UploadStatus.QUARANTINED and processor != SCAN) else outcome.state,
+            "skipped" if gone else outcome.state,
             outcome.reason,
             outcome.result,
         )
         if not updated:
             return Finished([], [])
-        if upload.status == UploadStatus.QUARANTINED and processor != SCAN:
-            return Finished([], new_keys)  # infected meanwhile: its derivatives must not exist
+        if gone:
+            return Finished([], new_keys)
         delete_keys: list[str] = []
         if outcome.quarantine:
             rows = await conn.fetch(
@@ -203,19 +285,42 @@ async def finish(pool: asyncpg.Pool, ref: ObjectRef, processor: str, outcome: St
                 d.height,
                 d.size_bytes,
             )
-        if outcome.metadata or outcome.sniffed_type or outcome.sha256:
+        if outcome.metadata or outcome.sniffed_type or outcome.sha256 or outcome.stored_size is not None:
             await conn.execute(
                 """UPDATE uploads SET metadata = metadata || $2::jsonb,
                      sniffed_type = COALESCE($3, sniffed_type), sha256 = COALESCE($4, sha256),
+                     size_bytes = COALESCE($5, size_bytes),
+                     sha256_verified = COALESCE($6, sha256_verified),
                      version = version + 1, updated_at = now()
                    WHERE upload_id = $1""",
                 ref.upload_id,
                 outcome.metadata,
                 outcome.sniffed_type,
                 outcome.sha256,
+                outcome.stored_size,
+                outcome.sha256_verified,
             )
         events = await _reduce(conn, upload, finished=(processor, outcome))
+        if await _failed_and_scanned(conn, ref.upload_id):
+            rows = await conn.fetch(
+                "DELETE FROM derivatives WHERE upload_id = $1 RETURNING s3_key", ref.upload_id
+            )
+            delete_keys = sorted({*delete_keys, *new_keys, *(r["s3_key"] for r in rows)})
+            return Finished(events, delete_keys, delete_original=upload)
         return Finished(events, delete_keys)
+
+
+async def _failed_and_scanned(conn: asyncpg.Connection, upload_id: uuid.UUID) -> bool:
+    """The upload is ``failed`` and its scan has had its say (an infected verdict would have
+    made it ``quarantined``): nothing of it is kept, the original included."""
+    return bool(
+        await conn.fetchval(
+            """SELECT 1 FROM uploads u WHERE u.upload_id = $1 AND u.status = 'failed'
+                 AND EXISTS (SELECT 1 FROM processing_steps s WHERE s.upload_id = u.upload_id
+                               AND s.processor = 'scan' AND s.state IN ('done', 'failed', 'skipped'))""",
+            upload_id,
+        )
+    )
 
 
 async def release(pool: asyncpg.Pool, ref: ObjectRef, processor: str, error: str) -> None:
@@ -292,6 +397,16 @@ async def sweep_stuck(pool: asyncpg.Pool, tenant_id: uuid.UUID, timeout_seconds:
     return events
 
 
+async def failed_original(pool: asyncpg.Pool, tenant_id: uuid.UUID, upload_id: uuid.UUID) -> UploadRow | None:
+    """The upload, when it is ``failed`` with its scan final: its original is to be deleted
+    (the dead-letter handler and the sweeper ask after failing an upload)."""
+    async with tenant_transaction(pool, tenant_id, readonly=True) as conn:
+        if not await _failed_and_scanned(conn, upload_id):
+            return None
+        row = await conn.fetchrow(f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE upload_id = $1", upload_id)
+    return UploadRow.from_record(row) if row is not None else None
+
+
 async def unpublished(pool: asyncpg.Pool, tenant_id: uuid.UUID, older_than_seconds: float) -> list[Event]:
     """Outbox events of ``tenant_id`` whose publishing was interrupted."""
     from core.events import parse_event
@@ -346,19 +461,11 @@ async def _reduce(
 async def _set_status(
     conn: asyncpg.Connection, upload: UploadRow, status: UploadStatus, reason: str | None
 ) -> Event | None:
-    """Move the (locked) upload forward; returns the event the move publishes, if any."""
-    if not can_transition(upload.status, status):
-        return None
-    moved = await conn.fetchval(
-        """UPDATE uploads SET status = $2, reason_code = $3, version = version + 1,
-             updated_at = now(), last_activity_at = now()
-           WHERE upload_id = $1 AND status = $4 RETURNING 1""",
-        upload.upload_id,
-        status,
-        reason,
-        upload.status,
-    )
-    if not moved:
+    """Move the (locked) upload forward (the one transition, :mod:`core.transition`);
+    returns the event the move publishes, if any: one per move to ``ready``, ``failed`` or
+    ``quarantined`` (the events consumer counts the change when it applies that event)."""
+    moved = await transition(conn, upload.upload_id, status, reason=reason)
+    if moved is None:
         return None
     if status == UploadStatus.READY:
         event = _event(EventType.PROCESSING_COMPLETED, upload, status, {})

@@ -45,6 +45,11 @@ class ProgressThrottle:
     async def allow(self, upload_id: uuid.UUID | str) -> bool:
         return bool(await self.redis.set(throttle_key(upload_id), b"1", nx=True, px=self.interval_ms))
 
+    async def mark(self, upload_id: uuid.UUID | str) -> None:
+        """A status change was just published (with the counters): it stands for this
+        interval's progress event."""
+        await self.redis.set(throttle_key(upload_id), b"1", px=self.interval_ms)
+
 
 def _event(kind: EventType, row: Mapping[str, Any], data: dict[str, Any]) -> Event:
     return Event.new(
@@ -109,6 +114,17 @@ class UploadChanges:
         document = await self.stored(row, derivatives)
         await self.publisher.publish(event or status_event(row, **extra), document)
         metrics.UPLOADS_BY_STATUS.labels(str(row["status"]), row["reason_code"] or "").inc()
+        if self.throttle is not None and row["status"] == UploadStatus.UPLOADING:
+            await self.throttle.mark(row["upload_id"])
+        return document
+
+    async def relayed(
+        self, row: Mapping[str, Any], event: Event, *, derivatives: list[str] | None = None
+    ) -> dict[str, Any]:
+        """An event about the upload that announces no status change of its own (e.g. the
+        processors' ``upload.completed``): cache write-through and publish, not counted."""
+        document = await self.stored(row, derivatives)
+        await self.publisher.publish(event, document)
         return document
 
     async def progressed(self, row: Mapping[str, Any], **extra: Any) -> tuple[dict[str, Any], bool]:

@@ -1,7 +1,14 @@
 """Applying an upload event to the upload's row: dedupe by event id, move the status
-forward only, write the new document through to the status cache and hand it to the
-publisher, all in one tenant transaction (a failed publish rolls back the dedupe record, so
-the message is retried). The events consumer (:mod:`server.realtime.consumer`) feeds it."""
+forward only (:func:`core.transition.transition`), then the one after-a-change step
+(:class:`server.uploads.changes.UploadChanges`: status cache, metric, hub), all in one
+tenant transaction (a failed publish rolls back the dedupe record, so the message is
+retried). The events consumer (:mod:`server.realtime.consumer`) feeds it.
+
+The processors change the status themselves and announce it with the event; so an event
+whose status the row already has is that change's announcement: it is published, and
+counted when its type announces a status change (``processing.completed``,
+``upload.failed``: the processors emit one per change they make). An event the row is
+already past is stale and dropped."""
 
 from __future__ import annotations
 
@@ -12,17 +19,20 @@ from typing import Any
 import asyncpg
 
 from core.db import tenant_transaction
-from core.events import Event
+from core.events import Event, EventType
 from core.publish import EventPublisher
-from core.status import ReasonCode, UploadStatus, can_transition
-from core.upload_view import UPLOAD_COLUMNS, upload_document
-from server import metrics
+from core.status import ReasonCode, UploadStatus
+from core.transition import transition
+from core.upload_view import UPLOAD_COLUMNS
 from server.status_cache import StatusCache
+from server.uploads.changes import UploadChanges
 
 log = logging.getLogger(__name__)
 
 CONSUMER = "hub"
 PROBE_TIMEOUT = 2.0
+# Event types the processors emit exactly once per status change they make.
+ANNOUNCES_CHANGE = frozenset({EventType.PROCESSING_COMPLETED, EventType.UPLOAD_FAILED})
 
 
 class UploadNotFound(LookupError):
@@ -36,7 +46,9 @@ def _reason(event: Event) -> str | None:
     try:
         return ReasonCode(str(raw)).value
     except ValueError:
-        return ReasonCode.INFECTED.value if event.status is UploadStatus.QUARANTINED else None
+        if event.status is UploadStatus.QUARANTINED:
+            return ReasonCode.INFECTED.value
+        return ReasonCode.PROCESSING_FAILED.value
 
 
 @dataclass
@@ -46,6 +58,10 @@ class EventApplier:
     pool: asyncpg.Pool
     cache: StatusCache
     publisher: EventPublisher
+
+    @property
+    def changes(self) -> UploadChanges:
+        return UploadChanges(self.cache, self.publisher)
 
     async def probe(self) -> None:
         """Raise unless PostgreSQL answers."""
@@ -69,33 +85,20 @@ class EventApplier:
             )
             if row is None or row["project_id"] != event.project_id:
                 raise UploadNotFound(f"upload {event.upload_id} not in project {event.project_id}")
-            if can_transition(row["status"], event.status):
-                reason = _reason(event)
-                row = await conn.fetchrow(
-                    f"UPDATE uploads SET status = $2, reason_code = COALESCE($3, reason_code), "
-                    f"version = version + 1, updated_at = now(), last_activity_at = now() "
-                    f"WHERE upload_id = $1 RETURNING {UPLOAD_COLUMNS}",
-                    event.upload_id,
-                    event.status.value,
-                    reason,
-                )
-                assert row is not None
-            elif row["status"] != event.status.value:
+            moved = await transition(conn, event.upload_id, event.status, reason=_reason(event))
+            if moved is None and row["status"] != event.status.value:
                 log.info(
                     "stale event ignored",
                     extra={"event_id": str(event.id), "status": event.status.value, "current": row["status"]},
                 )
                 return None
+            row = moved or row
             kinds = [
                 r["kind"]
                 for r in await conn.fetch(
-                    "SELECT kind FROM derivatives WHERE upload_id = $1", event.upload_id
+                    "SELECT kind FROM derivatives WHERE upload_id = $1 ORDER BY kind", event.upload_id
                 )
             ]
-            document = upload_document(row, kinds)
-            await self.cache.put(event.tenant_id, document)
-            await self.publisher.publish(event, document)
-        # Counted once per event (ids are deduplicated), after the commit, whichever part
-        # wrote the status first (the processors usually have).
-        metrics.UPLOADS_BY_STATUS.labels(event.status.value, _reason(event) or "").inc()
-        return document
+            if moved is not None or event.type in ANNOUNCES_CHANGE:
+                return await self.changes.changed(row, event=event, derivatives=kinds)
+            return await self.changes.relayed(row, event, derivatives=kinds)

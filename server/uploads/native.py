@@ -11,14 +11,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from core.db import tenant_transaction
-from core.status import UploadStatus, can_transition
+from core.status import UploadStatus
+from core.transition import Progress, record_progress, transition
 from core.upload_view import upload_document
 from server.errors import ApiError, bad_request, not_found
 from server.permissions import authenticate, parse_uuid, require_project_access
 from server.uploads import store
 from server.uploads.access import json_body, native_errors, require_owner
-from server.uploads.context import publisher, uploads
-from server.uploads.lifecycle import count_status_change, publish_progress, write_through
+from server.uploads.context import changes, uploads
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -104,16 +104,14 @@ async def report_progress(request: Request) -> Response:
         limit = row["size_bytes"] or ctx.settings.max_upload_bytes
         if bytes_done is not None and bytes_done > limit:
             raise bad_request(f"bytes_done is larger than the file ({limit} bytes)", "invalid_progress")
-        moving = can_transition(row["status"], UploadStatus.UPLOADING)
-        row = await store.update_upload(
-            conn,
-            upload_id,
-            status=UploadStatus.UPLOADING if moving else None,
-            bytes_done=bytes_done,
-            parts_done=parts_done,
-        )
-    if moving:
-        count_status_change(UploadStatus.UPLOADING, None)
-    document = await write_through(ctx.cache, row)
-    published = await publish_progress(ctx.throttle, publisher(request), row)
+        progress = Progress(parts_done=parts_done, bytes_done=bytes_done)
+        moved = await transition(conn, upload_id, UploadStatus.UPLOADING, progress=progress)
+        counted = None if moved is not None else await record_progress(conn, upload_id, progress)
+        if moved is None and counted is None:
+            await store.touch(conn, upload_id)
+    after = changes(request)
+    if moved is not None:
+        document, published = await after.changed(moved), True
+    else:
+        document, published = await after.progressed(counted if counted is not None else row)
     return JSONResponse({**document, "published": published})

@@ -16,12 +16,14 @@ from typing import Any
 import asyncpg
 
 from core.db import all_tenant_ids, tenant_transaction
+from core.errors import Transient, as_transient
 from core.publish import EventPublisher
 from core.settings import Settings
 from core.status import ReasonCode, UploadStatus
+from core.transition import LIVE, transition
 from server.status_cache import StatusCache
 from server.uploads import s3ops, store
-from server.uploads.lifecycle import count_status_change, failed_event, write_through
+from server.uploads.changes import UploadChanges
 
 log = logging.getLogger(__name__)
 BATCH = 200
@@ -38,6 +40,7 @@ async def sweep_once(
 ) -> int:
     """Expire every stale upload of every tenant; returns how many."""
     cutoff = (now or datetime.now(UTC)) - timedelta(hours=settings.stale_upload_hours)
+    after = UploadChanges(cache, publisher)
     expired = 0
     for tenant_id in await all_tenant_ids(pool):
         while True:
@@ -47,15 +50,13 @@ async def sweep_once(
                 for row in rows:
                     if row["multipart_upload_id"]:
                         await s3ops.abort(s3, settings.bucket, row["s3_key"], row["multipart_upload_id"])
-                    changed.append(
-                        await store.update_upload(
-                            conn, row["upload_id"], status=UploadStatus.FAILED, reason=ReasonCode.EXPIRED
-                        )
+                    moved = await transition(
+                        conn, row["upload_id"], UploadStatus.FAILED, reason=ReasonCode.EXPIRED, only_from=LIVE
                     )
+                    if moved is not None:
+                        changed.append(moved)
             for row in changed:
-                count_status_change(UploadStatus.FAILED, ReasonCode.EXPIRED)
-                await write_through(cache, row)
-                await publisher.publish(failed_event(row))
+                await after.changed(row)
             expired += len(changed)
             if len(rows) < BATCH:
                 break
@@ -95,15 +96,11 @@ class StaleUploadSweeper:
         while True:
             try:
                 await self.sweep()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("stale-upload sweep failed; retrying next interval", extra={"error": str(exc)})
             except Exception as exc:
-                if type(exc).__module__.startswith(("botocore", "aiobotocore", "core.db")):
-                    log.warning(
-                        "stale-upload sweep failed; retrying next interval", extra={"error": str(exc)}
-                    )
-                else:
+                error = as_transient(exc)
+                if not isinstance(error, Transient):
                     raise
+                log.warning("stale-upload sweep failed; retrying next interval", extra={"error": str(error)})
             self.sweeps += 1
             await asyncio.sleep(self.interval)
 

@@ -1,8 +1,12 @@
 """Who receives a digest and what it covers — queries run inside one tenant's transaction.
 
-A digest for local date D covers uploads created in [D 00:00, D+1 00:00) in the
-recipient's time zone (user's, else the tenant's), on their projects (members: the
-projects they belong to; admins: every project of the tenant).
+A daily digest for local date D covers uploads created in [D 00:00, D+1 00:00) in the
+recipient's time zone (user's, else the tenant's); a weekly one, sent on Mondays, covers
+the seven local days before that Monday, [D 00:00, D+7 00:00) with D the previous Monday.
+Both cover the recipient's projects (members: the projects they belong to; admins: every
+project of the tenant). Each user picks the local hour (``digest_hour``, else
+``BUILDPEER_DIGEST_HOUR``) and the period. Suppressed addresses (bounce, complaint) are
+never recipients. ``deleted`` uploads are not counted, shown or listed.
 """
 
 from __future__ import annotations
@@ -28,12 +32,16 @@ _KIND = (
     "     ELSE 'other' END"
 )
 
+PERIOD_DAYS = {"daily": 1, "weekly": 7}
+
 _RECIPIENTS = (
     "SELECT u.tenant_id, u.user_id, u.email, u.role, COALESCE(u.timezone, t.timezone) AS timezone, "
-    "  COALESCE(u.locale, t.locale) AS locale, t.name AS tenant_name "
+    "  COALESCE(u.locale, t.locale) AS locale, t.name AS tenant_name, p.digest_hour, "
+    "  COALESCE(p.digest_frequency, 'daily') AS digest_frequency "
     "FROM users u JOIN tenants t ON t.tenant_id = u.tenant_id "
     "LEFT JOIN notification_preferences p ON p.user_id = u.user_id "
     "WHERE COALESCE(p.digest_enabled, u.role = 'investor') "
+    "  AND NOT EXISTS (SELECT 1 FROM email_suppressions s WHERE s.email = lower(u.email)) "
 )
 
 
@@ -46,16 +54,27 @@ class Recipient:
     timezone: str
     locale: str
     tenant_name: str
+    digest_hour: int | None = None  # None: the deployment's BUILDPEER_DIGEST_HOUR
+    frequency: str = "daily"  # or "weekly" (Mondays)
 
-    def local_window(self, day: date) -> tuple[datetime, datetime]:
+    def local_window(self, day: date, days: int = 1) -> tuple[datetime, datetime]:
         tz = ZoneInfo(self.timezone)
-        return datetime.combine(day, time(0), tz), datetime.combine(day + timedelta(days=1), time(0), tz)
+        return datetime.combine(day, time(0), tz), datetime.combine(day + timedelta(days=days), time(0), tz)
+
+    def send_time(self, default: time) -> time:
+        return time(self.digest_hour) if self.digest_hour is not None else default
 
     def digest_day(self, now: datetime, send_at: time) -> date | None:
-        """The local day whose digest is due at ``now`` (yesterday, once ``send_at`` has passed)."""
+        """The first local day of the digest due at ``now``: yesterday for a daily digest,
+        the Monday before for a weekly one (due on Mondays only) — once the recipient's
+        send time has passed that local day; else None."""
         local = now.astimezone(ZoneInfo(self.timezone))
-        if local.time() < send_at:
+        if local.time() < self.send_time(send_at):
             return None
+        if self.frequency == "weekly":
+            if local.weekday() != 0:
+                return None
+            return local.date() - timedelta(days=7)
         return local.date() - timedelta(days=1)
 
 
@@ -68,6 +87,8 @@ def _recipient(row: asyncpg.Record) -> Recipient:
         row["timezone"],
         pick_locale(row["locale"]),
         row["tenant_name"],
+        row["digest_hour"],
+        row["digest_frequency"],
     )
 
 
@@ -123,6 +144,15 @@ class DigestData:
     projects: list[ProjectDay]
     thumbnails: list[Thumbnail] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    period: str = "daily"  # "weekly": ``day`` is the Monday, seven days are covered
+
+    @property
+    def days(self) -> int:
+        return PERIOD_DAYS[self.period]
+
+    @property
+    def last_day(self) -> date:
+        return self.day + timedelta(days=self.days - 1)
 
     def total(self, attribute: str) -> int:
         return sum(getattr(p, attribute) for p in self.projects)
@@ -140,8 +170,8 @@ class DigestData:
         return self.total("failed") + self.total("quarantined") - len(self.failures)
 
 
-async def collect(conn: asyncpg.Connection, who: Recipient, day: date) -> DigestData:
-    start, end = who.local_window(day)
+async def collect(conn: asyncpg.Connection, who: Recipient, day: date, period: str = "daily") -> DigestData:
+    start, end = who.local_window(day, PERIOD_DAYS[period])
     if who.role == "admin":
         projects = await conn.fetch("SELECT project_id, name FROM projects ORDER BY name, project_id")
     else:
@@ -156,6 +186,7 @@ async def collect(conn: asyncpg.Connection, who: Recipient, day: date) -> Digest
     counts = await conn.fetch(
         f"SELECT u.project_id, {_KIND} AS kind, u.status, count(*) AS n FROM uploads u "
         "WHERE u.project_id = ANY($1::uuid[]) AND u.created_at >= $2 AND u.created_at < $3 "
+        "  AND u.status <> 'deleted' "  # deleted uploads leave the digest entirely
         "GROUP BY 1, 2, 3",
         ids,
         start,
@@ -203,4 +234,5 @@ async def collect(conn: asyncpg.Connection, who: Recipient, day: date) -> Digest
             Failure(r["upload_id"], r["file_name"], r["project_name"], r["status"], r["reason_code"])
             for r in failures
         ],
+        period=period,
     )

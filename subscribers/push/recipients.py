@@ -33,7 +33,8 @@ CRITICAL_FOR_UPLOADER = frozenset({PushKind.FAILED, PushKind.QUARANTINED})
 
 
 def push_kind(event: Event) -> PushKind | None:
-    """The push an event stands for, or None (progress, upload.completed, ...)."""
+    """The push an event stands for, or None (progress, upload.completed, upload.deleted —
+    a removal is an action someone took, not news for a phone — ...)."""
     if event.type not in (EventType.UPLOAD_FAILED, EventType.PROCESSING_COMPLETED):
         return None
     if event.status is UploadStatus.QUARANTINED:
@@ -59,6 +60,21 @@ class Target:
     person: Person
     audience: Audience
     critical: bool
+
+
+def audience(kind: PushKind, uploader: Person | None, admins: Sequence[Person]) -> list[Target]:
+    """Everyone the event concerns, preferences aside: their inbox keeps it even when the
+    push is muted or held back by quiet hours (preferences govern interruptions only)."""
+    targets: list[Target] = []
+    if uploader is not None:
+        targets.append(Target(uploader, Audience.UPLOADER, kind in CRITICAL_FOR_UPLOADER))
+    if kind is PushKind.QUARANTINED:
+        targets += [
+            Target(a, Audience.ADMIN, critical=False)
+            for a in admins
+            if a.role == "admin" and (uploader is None or a.user_id != uploader.user_id)
+        ]
+    return targets
 
 
 def choose(kind: PushKind, uploader: Person | None, admins: Sequence[Person], now: datetime) -> list[Target]:

@@ -12,6 +12,7 @@ from datetime import datetime
 import asyncpg
 
 from core.events import Event
+from core.status import UploadStatus
 from subscribers.i18n import pick_locale
 from subscribers.preferences import from_row
 from subscribers.push.messages import UploadFacts
@@ -52,13 +53,17 @@ def _person(row: asyncpg.Record) -> Person:
 
 async def event_context(conn: asyncpg.Connection, event: Event, kind: PushKind) -> EventContext | None:
     upload = await conn.fetchrow(
-        "SELECT u.uploader_id, u.file_name, u.reason_code, u.project_id, p.name AS project_name "
+        "SELECT u.uploader_id, u.file_name, u.reason_code, u.project_id, u.status, p.name AS project_name "
         "FROM uploads u JOIN projects p ON p.project_id = u.project_id WHERE u.upload_id = $1",
         event.upload_id,
     )
     if upload is None:
         # Not an upload of this tenant (or deleted): nobody to tell. Events name uploads
         # that already exist, so this is a forged, corrupted or very stale event.
+        return None
+    if upload["status"] == UploadStatus.DELETED:
+        # Removed since the event was emitted (e.g. a late "ready"): no push about a file
+        # that no longer exists.
         return None
     uploader_id, project_id = upload["uploader_id"], upload["project_id"]
     file_name, project_name = upload["file_name"], upload["project_name"]
@@ -133,6 +138,21 @@ async def record(
         name,
         error,
     )
+
+
+async def touch_device(conn: asyncpg.Connection, device_id: uuid.UUID) -> None:
+    """A successful send: the token is alive (see :func:`prune_devices`)."""
+    await conn.execute("UPDATE device_tokens SET last_success_at = now() WHERE device_id = $1", device_id)
+
+
+async def prune_devices(conn: asyncpg.Connection, idle_days: int = 270) -> int:
+    """Delete tokens with neither a successful send nor a re-registration in ``idle_days``."""
+    status = await conn.execute(
+        "DELETE FROM device_tokens WHERE greatest(last_seen_at, coalesce(last_success_at, last_seen_at)) "
+        "  < now() - make_interval(days => $1)",
+        idle_days,
+    )
+    return int(status.split()[-1])
 
 
 async def purge_old(conn: asyncpg.Connection, before: datetime) -> int:

@@ -42,6 +42,7 @@ const es = {
     ready: 'Lista',
     failed: 'Fallida',
     quarantined: 'En cuarentena',
+    deleted: 'Eliminada',
   },
   reason: {
     aborted: 'La carga se canceló.',
@@ -99,6 +100,7 @@ const ptBR = {
     ready: 'Pronto',
     failed: 'Falhou',
     quarantined: 'Em quarentena',
+    deleted: 'Excluída',
   },
   reason: {
     aborted: 'O envio foi cancelado.',
@@ -156,6 +158,7 @@ const en = {
     ready: 'Ready',
     failed: 'Failed',
     quarantined: 'Quarantined',
+    deleted: 'Deleted',
   },
   reason: {
     aborted: 'The upload was cancelled.',

@@ -38,8 +38,9 @@ export class UploadList {
     this.byId = new Map();
   }
 
+  /** Uploads shown (a deleted one is kept, so a late publication cannot bring it back). */
   get size() {
-    return this.byId.size;
+    return this.sorted().length;
   }
 
   get(id) {
@@ -106,9 +107,9 @@ export class UploadList {
     return { changed, fetch };
   }
 
-  /** Newest first, as the API lists them. */
+  /** Newest first, as the API lists them; deleted uploads leave the list. */
   sorted() {
-    return [...this.byId.values()].sort((a, b) => {
+    return [...this.byId.values()].filter((doc) => doc.status !== 'deleted').sort((a, b) => {
       const at = a.created_at ?? '';
       const bt = b.created_at ?? '';
       if (at !== bt) return at < bt ? 1 : -1;

@@ -10,6 +10,7 @@ export const STATUSES = [
   'ready',
   'failed',
   'quarantined',
+  'deleted',
 ];
 
 export const REASONS = [
@@ -33,13 +34,14 @@ export function isKnownStatus(status) {
 }
 
 export function isTerminal(status) {
-  return status === 'ready' || status === 'failed' || status === 'quarantined';
+  return status === 'ready' || status === 'failed' || status === 'quarantined' || status === 'deleted';
 }
 
 /** True when moving `current` → `next` is forward progress (same rules as core.status.can_transition). */
 export function canTransition(current, next) {
   if (!isKnownStatus(current) || !isKnownStatus(next)) return false;
-  if (current === next) return false;
+  if (current === next || current === 'deleted') return false;
+  if (next === 'deleted') return true; // from every status, ready included
   if (current === 'ready' || current === 'quarantined') return false;
   if (current === 'failed') return next === 'quarantined';
   if (next === 'failed' || next === 'quarantined') return true;

@@ -131,3 +131,19 @@ test('progress percent only while uploading', () => {
   assert.equal(progressPercent(doc({ status: 'ready', bytes_done: 1000 })), null);
   assert.equal(progressPercent(doc({ status: 'uploading', bytes_done: 5000 })), 100);
 });
+
+test('a deleted upload leaves the list and a late publication cannot bring it back', () => {
+  assert.equal(canTransition('ready', 'deleted'), true);
+  assert.equal(canTransition('quarantined', 'deleted'), true);
+  assert.equal(canTransition('deleted', 'ready'), false);
+  const list = new UploadList(P);
+  list.upsert(doc({ status: 'ready', version: 6 }));
+  assert.equal(list.size, 1);
+  const gone = list.apply(event('upload.deleted', 'deleted', {}, { upload: doc({ status: 'deleted', version: 7 }) }));
+  assert.equal(gone.changed, true);
+  assert.equal(list.size, 0);
+  assert.deepEqual(list.sorted(), []);
+  // a late "ready" (out of order, at least once) does not resurrect it
+  assert.equal(list.apply(event('processing.completed', 'ready', {}, { upload: doc({ status: 'ready', version: 6 }) })).changed, false);
+  assert.equal(list.size, 0);
+});

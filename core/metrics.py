@@ -18,3 +18,7 @@ PROCESSOR_DURATION = Histogram(
 NOTIFICATIONS = Counter(
     "buildpeer_notifications_total", "Pushes and emails by channel and outcome", ["channel", "outcome"]
 )
+OVERWRITES_REJECTED = Counter(
+    "buildpeer_overwrites_rejected_total",
+    "New object versions of an upload's original that the processors refused and deleted",
+)

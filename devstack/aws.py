@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 
 from core import quarantine, resources
 from core.settings import Settings
@@ -103,6 +104,33 @@ def _queue_with_dlq(sqs: Any, stack: str, name: str, visibility: int) -> tuple[s
     )
 
 
+POLICY_PROBE_KEY = "buildpeer-policy-probe"
+
+
+def _put_quarantine_policy(s3: Any, bucket: str) -> bool:
+    """Deny quarantined objects to all but the scanner, as the template does — where the S3
+    under it evaluates the policy's conditions. moto does not: it denies every request a
+    conditional Deny statement names (untagged objects too), so after putting the policy
+    an untagged probe object is read back, and on such an emulator the policy is removed
+    again (logged). Returns whether the policy is in force."""
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(quarantine.bucket_policy(bucket)))
+    s3.put_object(Bucket=bucket, Key=POLICY_PROBE_KEY, Body=b"probe")
+    try:
+        s3.get_object(Bucket=bucket, Key=POLICY_PROBE_KEY)["Body"].read()
+    except ClientError as exc:
+        s3.delete_bucket_policy(Bucket=bucket)
+        log.warning(
+            "this S3 does not evaluate bucket policy conditions; quarantine deny policy not applied",
+            extra={"bucket": bucket, "error": str(exc)},
+        )
+        return False
+    finally:
+        versions = s3.list_object_versions(Bucket=bucket, Prefix=POLICY_PROBE_KEY)
+        for v in [*versions.get("Versions", []), *versions.get("DeleteMarkers", [])]:
+            s3.delete_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"])
+    return True
+
+
 def provision(settings: Settings, *, visibility_override: int | None = None) -> Provisioned:
     """Create (idempotently) the bucket, queues, dead-letter queues, topics, subscriptions,
     the S3→EventBridge rule and a verified SES sender. ``visibility_override`` shortens the
@@ -138,7 +166,7 @@ def provision(settings: Settings, *, visibility_override: int | None = None) -> 
     s3.put_bucket_lifecycle_configuration(
         Bucket=settings.bucket, LifecycleConfiguration={"Rules": [quarantine.lifecycle_rule()]}
     )
-    s3.put_bucket_policy(Bucket=settings.bucket, Policy=json.dumps(quarantine.bucket_policy(settings.bucket)))
+    _put_quarantine_policy(s3, settings.bucket)
 
     for spec in resources.PROCESSORS:
         url, arn = _queue_with_dlq(sqs, stack, spec.name, visibility_override or spec.visibility_timeout)

@@ -15,11 +15,24 @@ from devstack.process import ManagedProcess, free_port, wait_until
 from processors.scan.clamd import ping
 
 SYSTEM_DATABASE = Path("/var/lib/clamav")
-PROJECT_TEST_DATABASE = Path(__file__).resolve().parents[2] / "tests" / "data" / "clamav"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_TEST_DATABASE = PROJECT_ROOT / "tests" / "data" / "clamav"
+# The committed configuration, shared with production; only LOCAL_KEYS are replaced here.
+CONFIG_TEMPLATE = PROJECT_ROOT / "infra" / "clamd.conf"
+LOCAL_KEYS = frozenset(
+    {
+        "Foreground",
+        "TCPAddr",
+        "TCPSocket",
+        "LocalSocket",
+        "DatabaseDirectory",
+        "LogFile",
+        "TemporaryDirectory",
+    }
+)
 SIGNATURE_SUFFIXES = (".cvd", ".cld", ".cud", ".hdb", ".hsb", ".mdb", ".msb", ".ndb", ".ldb", ".cdb", ".ign2")
 # The EICAR test file's MD5:size:name (in case the project's test folder is not shipped).
 EICAR_SIGNATURE = "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n"
-MAX_STREAM_BYTES = 4000 * 1024 * 1024  # clamd's limits are < 4 GiB
 
 
 def clamd_binary() -> str:
@@ -46,11 +59,11 @@ class EmbeddedClamd:
         *,
         port: int | None = None,
         database_dir: Path | None = None,
-        max_bytes: int = 1024**3,
+        config_template: Path = CONFIG_TEMPLATE,
     ) -> None:
         self.dir = (var_dir / "clamav").resolve()
         self.port = port or free_port(33310)
-        self.max_bytes = min(max_bytes, MAX_STREAM_BYTES)
+        self.config_template = config_template
         self.database_dir = database_dir or self._choose_database()
         self.process: ManagedProcess | None = None
 
@@ -75,28 +88,23 @@ class EmbeddedClamd:
         return fallback
 
     def _write_config(self) -> Path:
+        """The committed configuration with this machine's address and folders."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        limit = f"{self.max_bytes // (1024 * 1024) or 1}M"
+        shared = [
+            line
+            for line in self.config_template.read_text().splitlines()
+            if line.split(maxsplit=1)[:1] and line.split(maxsplit=1)[0] not in LOCAL_KEYS
+        ]
+        local = [
+            "Foreground yes",
+            "TCPAddr 127.0.0.1",
+            f"TCPSocket {self.port}",
+            f"DatabaseDirectory {self.database_dir}",
+            f"LogFile {self.dir / 'clamd.log'}",
+            f"TemporaryDirectory {self.dir}",
+        ]
         config = self.dir / "clamd.conf"
-        config.write_text(
-            "\n".join(
-                [
-                    "Foreground yes",
-                    "TCPAddr 127.0.0.1",
-                    f"TCPSocket {self.port}",
-                    f"DatabaseDirectory {self.database_dir}",
-                    f"LogFile {self.dir / 'clamd.log'}",
-                    f"TemporaryDirectory {self.dir}",
-                    f"StreamMaxLength {limit}",
-                    f"MaxScanSize {limit}",
-                    f"MaxFileSize {limit}",
-                    "MaxThreads 8",
-                    "SelfCheck 3600",
-                    "LogTime yes",
-                    "",
-                ]
-            )
-        )
+        config.write_text("\n".join([*shared, *local, ""]))
         return config
 
     def start(self, timeout: float = 120.0) -> None:

@@ -72,7 +72,7 @@ class DevStack:
             changes["aws_endpoint_url"] = moto.url
             self.say(f"aws         in-process moto server, {moto.url} (S3 objects live in memory)")
         if not s.clamd_url:
-            clamd = EmbeddedClamd(self.var, max_bytes=s.scan_max_bytes)
+            clamd = EmbeddedClamd(self.var)
             clamd.start()
             self._started("clamd", clamd.stop)
             changes["clamd_url"] = clamd.url

@@ -55,7 +55,6 @@ def clamd(stack: Stack) -> Iterator[EmbeddedClamd]:
     server = EmbeddedClamd(
         stack.base_dir / "clamd",
         port=free_port(),
-        max_bytes=64 * 1024 * 1024,
         database_dir=PROJECT_TEST_DATABASE,
     )
     server.start()
@@ -213,7 +212,10 @@ class LiveServer:
     def __init__(self, app: Starlette) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        # proxy_headers off, as `buildpeer serve` runs: server.proxies owns the client address
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", proxy_headers=False
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

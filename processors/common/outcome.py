@@ -33,6 +33,8 @@ class StepOutcome:
     sniffed_type: str | None = None
     sha256: str | None = None
     quarantine: bool = False
+    stored_size: int | None = None  # what S3 stored (the metadata step's HEAD)
+    sha256_verified: bool | None = None  # sha256 compared with the declared one
 
     @classmethod
     def failed(cls, reason: ReasonCode, message: str, **result: Any) -> StepOutcome:

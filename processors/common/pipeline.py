@@ -16,10 +16,12 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
+from core.errors import Transient, as_transient
 from core.events import Event
 from core.resources import PROCESSORS
+from core.status import UploadStatus
 from core.tracing import from_object_metadata, to_message_attributes
-from processors.common import store
+from processors.common import originals, store
 from processors.common.outcome import Rejected, StepOutcome
 from processors.common.runtime import Runtime, runtime_for
 from processors.common.s3event import ObjectRef, object_ref
@@ -78,6 +80,11 @@ def process_record(
             delivery=delivery,
         )
     )
+    if claim.kind == "overwrite" and claim.upload is not None:
+        originals.reject_overwrite(
+            runtime.s3, ref, claim.upload, processor=processor, recorded=claim.recorded
+        )
+        return "overwrite_rejected"
     if claim.kind == "duplicate":
         publish(runtime, claim.pending)
         return "duplicate"
@@ -96,12 +103,18 @@ def process_record(
         except Rejected as exc:
             outcome = StepOutcome.failed(exc.reason, exc.message)
         except Exception as exc:
-            span.record_exception(exc)
-            runtime.run(store.release(runtime.pool, ref, processor, f"{type(exc).__name__}: {exc}"))
-            raise
+            if originals.is_missing(exc) and claim.upload.status == UploadStatus.FAILED:
+                # the original of a failed upload was deleted meanwhile: nothing left to read
+                outcome = StepOutcome(state="skipped", result={"skipped": "original deleted (upload failed)"})
+            else:
+                span.record_exception(exc)
+                runtime.run(store.release(runtime.pool, ref, processor, f"{type(exc).__name__}: {exc}"))
+                raise
         span.set_attribute("buildpeer.outcome", outcome.state)
         finished = runtime.run(store.finish(runtime.pool, ref, processor, outcome))
         delete_objects(runtime, finished.delete_keys)
+        if finished.delete_original is not None:
+            originals.delete_original(runtime.s3, runtime.settings.bucket, finished.delete_original)
         publish(runtime, finished.events)
     return outcome.state
 
@@ -110,7 +123,7 @@ def _object_metadata(runtime: Runtime, ref: ObjectRef) -> dict[str, str]:
     """The object's user metadata (the uploader's trace context); empty when unreadable:
     tracing never fails a record."""
     try:
-        head = runtime.s3.head_object(Bucket=ref.bucket, Key=ref.key)
+        head = runtime.s3.head_object(**ref.get_kwargs())
     except Exception:
         return {}
     return dict(head.get("Metadata") or {})
@@ -124,12 +137,21 @@ def handle_batch(event: dict[str, Any], context: Any, processor: str, work: Work
     def record_handler(record: SQSRecord) -> None:
         try:
             outcome = process_record(runtime, record.body, processor, work, delivery=record.message_id)
-        except store.StepInProgress as exc:
-            log.info("step in progress; retrying later", extra={"processor": processor, "error": str(exc)})
-            raise
-        except Exception:
-            log.exception("record failed", extra={"processor": processor, "message_id": record.message_id})
-            raise
+        except Exception as exc:
+            error = as_transient(exc)
+            if not isinstance(error, Transient):
+                log.exception(
+                    "record failed", extra={"processor": processor, "message_id": record.message_id}
+                )
+                raise
+            log.warning(
+                "record failed on a transient error; retrying later",
+                extra={"processor": processor, "message_id": record.message_id, "error": str(error)},
+            )
+            note_retry_later(context, record.message_id)
+            if error is exc:
+                raise
+            raise error from exc
         log.debug("record processed", extra={"processor": processor, "outcome": outcome})
 
     started = time.perf_counter()
@@ -138,6 +160,14 @@ def handle_batch(event: dict[str, Any], context: Any, processor: str, work: Work
     )
     _emit_metrics(processor, len(event.get("Records", [])), response, time.perf_counter() - started)
     return dict(response)
+
+
+def note_retry_later(context: Any, message_id: str) -> None:
+    """Tell an invoker that keeps ``context.retry_later`` (the local worker) that this
+    record failed on a transient error; Lambda's context has none, SQS just redelivers."""
+    retry_later = getattr(context, "retry_later", None)
+    if isinstance(retry_later, set):
+        retry_later.add(message_id)
 
 
 def _emit_metrics(processor: str, records: int, response: Any, seconds: float) -> None:

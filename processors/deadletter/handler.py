@@ -9,10 +9,11 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from core.errors import Transient, as_transient
 from core.resources import PROCESSORS
 from core.status import ReasonCode
-from processors.common import store
-from processors.common.pipeline import publish
+from processors.common import originals, store
+from processors.common.pipeline import note_retry_later, publish
 from processors.common.runtime import Runtime, runtime_for
 from processors.common.s3event import InvalidS3Event, object_ref
 
@@ -49,6 +50,9 @@ def dead_letter(runtime: Runtime, body: str, queue_arn: str, message_id: str) ->
             {"error": f"{processor} failed repeatedly; message {message_id} dead-lettered"},
         )
     )
+    failed = runtime.run(store.failed_original(runtime.pool, ref.tenant_id, ref.upload_id))
+    if failed is not None:
+        originals.delete_original(runtime.s3, runtime.settings.bucket, failed)
     publish(runtime, events)
     return f"failed {len(events)} event(s)"
 
@@ -58,7 +62,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     batch = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
     def record_handler(record: SQSRecord) -> None:
-        dead_letter(runtime, record.body, record.event_source_arn, record.message_id)
+        try:
+            dead_letter(runtime, record.body, record.event_source_arn, record.message_id)
+        except Exception as exc:
+            if isinstance(as_transient(exc), Transient):
+                note_retry_later(context, record.message_id)
+            raise
 
     response = process_partial_response(
         event=event, record_handler=record_handler, processor=batch, context=context

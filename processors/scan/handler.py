@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.keys import upload_prefix
+from core.quarantine import tag_set as quarantine_tags
 from core.status import ReasonCode
 from processors.common.outcome import StepOutcome
 from processors.common.pipeline import delete_objects, handle_batch
@@ -13,17 +14,16 @@ from processors.common.runtime import Runtime
 from processors.common.s3event import ObjectRef
 from processors.common.store import UploadRow
 from processors.scan import clamd
-from processors.scan.logic import check_size, scan_stream, type_problem
+from processors.scan.logic import check_size, scan_stream, type_problem, verdict_reason
 
 CHUNK_BYTES = 1024 * 1024
-QUARANTINE_TAG = {"Key": "buildpeer-quarantine", "Value": "infected"}
 
 
 def quarantine(runtime: Runtime, ref: ObjectRef) -> int:
     """Tag the original (the API and bucket policy refuse tagged objects) and delete every
     derivative already written. Returns how many derivatives were deleted."""
     s3 = runtime.s3
-    tagging = {"Bucket": ref.bucket, "Key": ref.key, "Tagging": {"TagSet": [QUARANTINE_TAG]}}
+    tagging = {"Bucket": ref.bucket, "Key": ref.key, "Tagging": {"TagSet": quarantine_tags()}}
     if ref.version_id and ref.version_id != "null":
         tagging["VersionId"] = ref.version_id
     s3.put_object_tagging(**tagging)
@@ -52,6 +52,14 @@ def work(runtime: Runtime, ref: ObjectRef, upload: UploadRow) -> StepOutcome:
     finally:
         body.close()
     facts = {"engine": "clamav", "scanned_bytes": result.scanned_bytes, "sniffed_type": result.sniffed_type}
+    reason = verdict_reason(result.signature or "") if result.infected else None
+    if reason is not None and reason != ReasonCode.INFECTED:
+        return StepOutcome.failed(
+            reason,
+            f"clamd could not scan the whole file: {result.signature}",
+            **facts,
+            alert=result.signature,
+        )
     if result.infected:
         deleted = quarantine(runtime, ref)
         return StepOutcome(

@@ -19,6 +19,23 @@ class ScanResult:
     scanned_bytes: int
 
 
+LIMITS_PREFIX = "Heuristics.Limits.Exceeded"
+ENCRYPTED_PREFIX = "Heuristics.Encrypted"
+
+
+def verdict_reason(signature: str) -> ReasonCode:
+    """What a clamd ``FOUND`` means for the upload. A limits alert (clamd skipped content past
+    one of its Max* limits: ``AlertExceedsMax``) and an encrypted-content alert
+    (``AlertEncrypted``) are not malware: clamd could not look at the whole file, so it fails
+    (``scan_limit_exceeded`` / ``encrypted``) and is deleted rather than quarantined. Any other
+    signature is an infection."""
+    if signature.startswith(LIMITS_PREFIX):
+        return ReasonCode.SCAN_LIMIT_EXCEEDED
+    if signature.startswith(ENCRYPTED_PREFIX):
+        return ReasonCode.ENCRYPTED
+    return ReasonCode.INFECTED
+
+
 def check_size(size: int, max_bytes: int) -> None:
     """Refused before reading a byte: a file clamd would not be given whole is never clean."""
     if size > max_bytes:

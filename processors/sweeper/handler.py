@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.db import all_tenant_ids
-from processors.common import store
+from processors.common import originals, store
 from processors.common.pipeline import publish
 from processors.common.runtime import Runtime, runtime_for
 
@@ -32,6 +32,10 @@ def sweep(runtime: Runtime, *, outbox_grace_seconds: float = OUTBOX_GRACE_SECOND
             publish(runtime, stale)
             republished += len(stale)
         events = runtime.run(store.sweep_stuck(runtime.pool, tenant_id, timeout))
+        for event in events:  # timed out: nothing of the upload is kept, the original included
+            failed = runtime.run(store.failed_original(runtime.pool, tenant_id, event.upload_id))
+            if failed is not None:
+                originals.delete_original(runtime.s3, runtime.settings.bucket, failed)
         if events:
             publish(runtime, events)
             timed_out += len(events)

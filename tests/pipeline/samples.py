@@ -120,3 +120,42 @@ def text_layer_pdf(sentence: str = TEXT_LAYER_SENTENCE, *, password_protected: b
     out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R".encode() + trailer_extra
     out += f" >>\nstartxref\n{xref}\n%%EOF\n".encode()
     return bytes(out)
+
+
+DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+def nested_docx(depth: int = 24) -> bytes:
+    """A Word document (a ZIP with [Content_Types].xml and word/document.xml) carrying an
+    attachment that is a ZIP in a ZIP ... ``depth`` levels deep: past clamd's MaxRecursion."""
+    import zipfile
+
+    inner = b"lo que hay al fondo"
+    for level in range(depth):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as z:
+            z.writestr(f"nivel-{level}.zip" if level else "fondo.txt", inner)
+        inner = buffer.getvalue()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types/>')
+        z.writestr("word/document.xml", '<?xml version="1.0"?><w:document/>')
+        z.writestr("word/embeddings/adjunto.zip", inner)
+    return buffer.getvalue()
+
+
+def noisy_scanned_pdf(pages: int = 3, side: int = 2400) -> bytes:
+    """A PDF without a text layer whose pages are dense random noise: Tesseract works long on
+    every page (the OCR limit test)."""
+    import random
+
+    rng = random.Random(12)
+    images = []
+    for _ in range(pages):
+        im = Image.frombytes("L", (side, side), rng.randbytes(side * side)).point(
+            lambda v: 255 if v > 128 else 0
+        )
+        images.append(im.convert("RGB"))
+    out = io.BytesIO()
+    images[0].save(out, format="PDF", save_all=True, append_images=images[1:], resolution=300.0)
+    return out.getvalue()

@@ -15,11 +15,28 @@ from typing import Any
 import asyncpg
 import orjson
 
+from core.errors import DatabaseUnavailable, as_transient
+
 APP_ROLE = "buildpeer_app"
+PING_TIMEOUT = 2.0
+
+__all__ = [
+    "APP_ROLE",
+    "DatabaseUnavailable",
+    "all_tenant_ids",
+    "create_pool",
+    "ping",
+    "record_to_dict",
+    "tenant_transaction",
+]
 
 
-class DatabaseUnavailable(RuntimeError):
-    """PostgreSQL cannot be reached; HTTP handlers turn this into 503."""
+def _unavailable(exc: BaseException) -> DatabaseUnavailable | None:
+    """The :class:`DatabaseUnavailable` a driver or socket error stands for, if any."""
+    if isinstance(exc, OSError):  # refused, reset, timed out: PostgreSQL is not answering
+        return DatabaseUnavailable(f"{type(exc).__name__}: {exc}")
+    translated = as_transient(exc)
+    return translated if isinstance(translated, DatabaseUnavailable) else None
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -42,7 +59,7 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 20) -> asy
             command_timeout=30,
             max_inactive_connection_lifetime=300,
         )
-    except (OSError, asyncpg.PostgresError) as exc:
+    except (OSError, asyncpg.PostgresError) as exc:  # any failure to open the pool
         raise DatabaseUnavailable(str(exc)) from exc
     assert pool is not None
     return pool
@@ -58,13 +75,20 @@ async def tenant_transaction(
         async with pool.acquire() as conn, conn.transaction(readonly=readonly):
             await conn.execute("SELECT set_config('app.tenant_id', $1, true)", tenant)
             yield conn
-    except (
-        OSError,
-        asyncpg.exceptions.ConnectionDoesNotExistError,
-        asyncpg.exceptions.CannotConnectNowError,
-        asyncpg.exceptions.InterfaceError,
-    ) as exc:
-        raise DatabaseUnavailable(str(exc)) from exc
+    except Exception as exc:
+        unavailable = _unavailable(exc)
+        if unavailable is None:
+            raise
+        raise unavailable from exc
+
+
+async def ping(pool: asyncpg.Pool, within: float = PING_TIMEOUT) -> None:
+    """Raise :class:`DatabaseUnavailable` unless PostgreSQL answers within ``within`` s."""
+    try:
+        async with pool.acquire(timeout=within) as conn:
+            await conn.fetchval("SELECT 1", timeout=within)
+    except Exception as exc:
+        raise (_unavailable(exc) or DatabaseUnavailable(f"{type(exc).__name__}: {exc}")) from exc
 
 
 async def all_tenant_ids(pool: asyncpg.Pool) -> list[uuid.UUID]:

@@ -1,11 +1,14 @@
 """``buildpeer worker``: the local Lambda runtime.
 
-Long-polls each processor queue (batches of 10), invokes the very handlers AWS would run
-with the same SQS event shape, and deletes only the messages the handler did not report
-in ``batchItemFailures``; failed ones reappear after the visibility timeout and go to the
-dead-letter queue after the third receive. Each queue has a bounded number of batches in
-flight. Beside the pollers: a dead-letter watcher (the ``deadletter`` handler on every
-processor DLQ) and the sweeper (stuck uploads, interrupted event publishing).
+Each processor queue is one :class:`core.queue_consumer.QueueConsumer` (batches of 10, a
+bounded number of invocations in flight): the worker invokes the very handlers AWS would
+run with the same SQS event shape, and deletes only the messages the handler did not report
+in ``batchItemFailures``. A record that failed on a transient error (PostgreSQL or clamd
+down, a step in progress) is retried soon and holds the queue until PostgreSQL answers;
+any other failure reappears after the visibility timeout and goes to the dead-letter queue
+after the third receive. Beside the pollers: a dead-letter watcher (the ``deadletter``
+handler on every processor DLQ) and the sweeper (stuck uploads, interrupted event
+publishing).
 
 Shutdown: stop receiving, let in-flight batches finish within a deadline, then close.
 """
@@ -26,7 +29,9 @@ from typing import Any
 import aioboto3
 
 from core import resources
-from core.metrics import PROCESSOR_DURATION, SQS_MESSAGES
+from core.db import PING_TIMEOUT, ping
+from core.metrics import PROCESSOR_DURATION
+from core.queue_consumer import ConsumerConfig, Outcome, QueueConsumer, Result
 from core.settings import Settings
 from processors.common.runtime import Runtime
 from processors.deadletter import handler as deadletter_handler
@@ -66,6 +71,9 @@ class LocalContext:
     log_group_name: str = "local"
     log_stream_name: str = "local"
     started: float = field(default_factory=time.monotonic)
+    # message ids whose record failed on a transient error (the pipeline notes them): the
+    # worker retries those soon and holds the queue, where Lambda only sees a failure
+    retry_later: set[str] = field(default_factory=set)
 
     @property
     def invoked_function_arn(self) -> str:
@@ -107,8 +115,9 @@ class QueueStats:
 @dataclass(frozen=True)
 class _Queue:
     name: str  # function name, e.g. "scan" or "scan-dlq"
-    url: str
+    queue_name: str
     arn: str
+    visibility: int
     handler: Handler
     concurrency: int
     timeout_seconds: int
@@ -128,10 +137,22 @@ class Worker:
         self.poll_wait_seconds = poll_wait_seconds
         self.sweep_interval_seconds = sweep_interval_seconds
         self.drain_seconds = drain_seconds
-        self.stats: dict[str, QueueStats] = {}
-        self._inflight: set[asyncio.Task[None]] = set()
+        self.consumers: dict[str, QueueConsumer] = {}
         self.runtime: Runtime | None = None
         self.started = asyncio.Event()
+
+    @property
+    def stats(self) -> dict[str, QueueStats]:
+        """Per queue: batches and messages received, deleted, failed (retried or poison)."""
+        return {
+            name: QueueStats(
+                batches=c.stats.batches,
+                messages=c.stats.messages,
+                deleted=c.stats.deleted,
+                failed=c.stats.retried + c.stats.poisoned,
+            )
+            for name, c in self.consumers.items()
+        }
 
     async def run(self, stop: asyncio.Event) -> None:
         settings = self.settings
@@ -152,21 +173,43 @@ class Worker:
         try:
             async with session.client("sqs", **kwargs) as sqs:
                 queues = await self._queues(sqs, concurrency)
-                tasks = [asyncio.create_task(self._poll(sqs, q, stop, executor), name=q.name) for q in queues]
-                tasks.append(asyncio.create_task(self._sweep(stop, executor), name="sweeper"))
-                self.started.set()
-                log.info("worker started", extra={"queues": [q.name for q in queues]})
+                for q in queues:
+                    self.consumers[q.name] = self._consumer(sqs, q, executor)
+                sweeper = asyncio.create_task(self._sweep(stop, executor), name="sweeper")
                 try:
-                    await asyncio.gather(*tasks)
+                    for consumer in self.consumers.values():
+                        await consumer.start()
+                    self.started.set()
+                    log.info("worker started", extra={"queues": [q.name for q in queues]})
+                    await self._until_stopped(stop, sweeper)
                 finally:
-                    for task in tasks:
-                        task.cancel()
-                    await asyncio.gather(*tasks, return_exceptions=True)
-                    await self._drain()
+                    # Stop receiving everywhere at once; in-flight batches finish within the
+                    # drain deadline, then are cancelled (their messages reappear).
+                    await asyncio.gather(*(c.stop() for c in self.consumers.values()))
+                    sweeper.cancel()
+                    await asyncio.gather(sweeper, return_exceptions=True)
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
             await asyncio.to_thread(runtime.close)
             log.info("worker stopped")
+
+    async def _until_stopped(self, stop: asyncio.Event, sweeper: asyncio.Task[None]) -> None:
+        """Until ``stop`` is set; a crashed queue loop or sweeper ends the worker with its error."""
+        stopped = asyncio.create_task(stop.wait())
+        watched: set[asyncio.Task[Any]] = {stopped, sweeper}
+        watched.update(c.task for c in self.consumers.values() if c.task is not None)
+        try:
+            await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if stop.is_set():
+            return
+        for name, consumer in self.consumers.items():
+            if consumer.error is not None:
+                raise RuntimeError(f"worker: the {name} queue loop crashed") from consumer.error
+        if sweeper.done() and not sweeper.cancelled() and sweeper.exception() is not None:
+            raise RuntimeError("worker: the sweeper crashed") from sweeper.exception()
+        raise RuntimeError("worker: a queue loop ended unexpectedly")
 
     async def _queues(self, sqs: Any, concurrency: int) -> list[_Queue]:
         out = []
@@ -186,74 +229,55 @@ class Worker:
                 ),
             ):
                 url = (await sqs.get_queue_url(QueueName=queue_name))["QueueUrl"]
-                attrs = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+                attrs = await sqs.get_queue_attributes(
+                    QueueUrl=url, AttributeNames=["QueueArn", "VisibilityTimeout"]
+                )
                 out.append(
                     _Queue(
                         name,
-                        url,
+                        queue_name,
                         attrs["Attributes"]["QueueArn"],
+                        int(attrs["Attributes"]["VisibilityTimeout"]),
                         handler,
                         slots,
                         spec.timeout_seconds,
                         spec.memory_mb,
                     )
                 )
-                self.stats[name] = QueueStats()
         return out
 
-    async def _poll(self, sqs: Any, queue: _Queue, stop: asyncio.Event, executor: ThreadPoolExecutor) -> None:
-        slots = asyncio.Semaphore(queue.concurrency)
-        backoff = 1.0
-        stopped = asyncio.create_task(stop.wait())
-        try:
-            while not stop.is_set():
-                acquire = asyncio.create_task(slots.acquire())
-                await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
-                if not acquire.done():  # every slot busy and asked to stop: stop polling
-                    acquire.cancel()
-                    break
-                if stop.is_set():
-                    slots.release()
-                    break
-                receive = asyncio.create_task(
-                    sqs.receive_message(
-                        QueueUrl=queue.url,
-                        MaxNumberOfMessages=BATCH_SIZE,
-                        WaitTimeSeconds=self.poll_wait_seconds,
-                        AttributeNames=["All"],
-                        MessageAttributeNames=["All"],
-                    )
-                )
-                await asyncio.wait({receive, stopped}, return_when=asyncio.FIRST_COMPLETED)
-                if not receive.done():
-                    receive.cancel()
-                    slots.release()
-                    break
-                try:
-                    messages = receive.result().get("Messages", [])
-                    backoff = 1.0
-                except Exception as exc:
-                    slots.release()
-                    log.warning("receive failed", extra={"queue": queue.name, "error": str(exc)})
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 30.0)
-                    continue
-                if not messages:
-                    slots.release()
-                    continue
-                task = asyncio.create_task(self._invoke(sqs, queue, messages, executor))
-                self._inflight.add(task)
-                task.add_done_callback(self._inflight.discard)
-                task.add_done_callback(lambda _t: slots.release())
-        finally:
-            stopped.cancel()
+    def _consumer(self, sqs: Any, queue: _Queue, executor: ThreadPoolExecutor) -> QueueConsumer:
+        """The queue loop of one function: batches of 10, ``concurrency`` invocations in
+        flight, visibility extended up to the function's timeout, held while PostgreSQL is
+        down (a record that failed on a :class:`~core.errors.Transient` error answers retry)."""
+        return QueueConsumer(
+            sqs,
+            ConsumerConfig(
+                name=queue.name,
+                queue_name=queue.queue_name,
+                wait_seconds=self.poll_wait_seconds,
+                batch_size=BATCH_SIZE,
+                batches_in_flight=queue.concurrency,
+                stop_timeout=self.drain_seconds,
+                visibility_timeout=queue.visibility,
+                max_extend_seconds=float(queue.timeout_seconds),
+            ),
+            lambda messages: self._invoke(queue, messages, executor),
+            probe=self._probe_database,
+            log=log,
+        )
+
+    async def _probe_database(self) -> None:
+        runtime = self.runtime
+        assert runtime is not None
+        await asyncio.to_thread(lambda: runtime.run(ping(runtime.pool), PING_TIMEOUT * 2))
 
     async def _invoke(
-        self, sqs: Any, queue: _Queue, messages: list[dict[str, Any]], executor: ThreadPoolExecutor
-    ) -> None:
-        stats = self.stats[queue.name]
-        stats.batches += 1
-        stats.messages += len(messages)
+        self, queue: _Queue, messages: list[dict[str, Any]], executor: ThreadPoolExecutor
+    ) -> list[Result]:
+        """One invocation of the function's handler, as Lambda's SQS trigger makes it; a
+        record it reports in ``batchItemFailures`` answers retry when it failed on a
+        transient error (``context.retry_later``), else poison."""
         assert self.runtime is not None
         event = sqs_event(messages, queue.arn, self.settings.aws_region)
         context = LocalContext(
@@ -266,31 +290,18 @@ class Worker:
         started = time.perf_counter()
         try:
             response = await loop.run_in_executor(executor, queue.handler, event, context)
-            failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
-        except Exception:
-            log.exception("handler raised; the whole batch will be retried", extra={"queue": queue.name})
-            stats.failed += len(messages)
-            SQS_MESSAGES.labels(queue.name, "failed").inc(len(messages))
-            return
         finally:
             PROCESSOR_DURATION.labels(queue.name).observe(time.perf_counter() - started)
-        done = [m for m in messages if m["MessageId"] not in failed]
-        stats.failed += len(messages) - len(done)
-        SQS_MESSAGES.labels(queue.name, "processed").inc(len(done))
-        if len(done) < len(messages):
-            SQS_MESSAGES.labels(queue.name, "failed").inc(len(messages) - len(done))
-        for start in range(0, len(done), BATCH_SIZE):
-            chunk = done[start : start + BATCH_SIZE]
-            try:
-                result = await sqs.delete_message_batch(
-                    QueueUrl=queue.url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
-                    ],
-                )
-                stats.deleted += len(result.get("Successful", []))
-            except Exception as exc:  # redelivery is harmless: the handlers are idempotent
-                log.warning("delete failed", extra={"queue": queue.name, "error": str(exc)})
+        failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
+        results = []
+        for m in messages:
+            if m["MessageId"] not in failed:
+                results.append(Result(Outcome.DONE, "processed"))
+            elif m["MessageId"] in context.retry_later:
+                results.append(Result(Outcome.RETRY, "retry"))
+            else:
+                results.append(Result(Outcome.POISON, "failed"))
+        return results
 
     async def _sweep(self, stop: asyncio.Event, executor: ThreadPoolExecutor) -> None:
         assert self.runtime is not None
@@ -305,14 +316,6 @@ class Worker:
                 await asyncio.wait_for(stop.wait(), self.sweep_interval_seconds)
             except TimeoutError:
                 pass
-
-    async def _drain(self) -> None:
-        if not self._inflight:
-            return
-        log.info("draining in-flight batches", extra={"batches": len(self._inflight)})
-        _, pending = await asyncio.wait(set(self._inflight), timeout=self.drain_seconds)
-        for task in pending:
-            task.cancel()  # the handler thread finishes on its own; its messages reappear
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event, **options: Any) -> None:

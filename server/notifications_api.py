@@ -1,5 +1,6 @@
-"""HTTP routes of notifications (devices, preferences, one-click unsubscribe) and the
-wiring of the push consumer and digest scheduler into the app. The logic lives in
+"""HTTP routes of notifications (devices, preferences, one-click unsubscribe; the inbox's
+are in :mod:`server.inbox_api`) and the wiring of the push consumer, the digest scheduler
+and the SES feedback consumer into the app. The logic lives in
 ``subscribers``; this module only speaks HTTP and composes."""
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from core.db import tenant_transaction
+from core.db import ping, tenant_transaction
 from core.settings import Settings
-from server import openapi
+from server import inbox_api, openapi
 from server.errors import ApiError, bad_request, not_found
 from server.permissions import authenticate
 from subscribers import devices, preferences
@@ -24,6 +25,9 @@ from subscribers.digest.render import render_unsubscribe_page
 from subscribers.digest.scheduler import DigestScheduler
 from subscribers.digest.senders import EmailSender, sender_for
 from subscribers.digest.service import DigestService, S3Presigner
+from subscribers.email_events_consumer import EmailEventsConsumer
+from subscribers.email_feedback import FeedbackHandler
+from subscribers.housekeeping import Housekeeping
 from subscribers.i18n import pick_locale
 from subscribers.push.consumer import PushConsumer
 from subscribers.push.fcm import FcmClient
@@ -314,6 +318,7 @@ def routes() -> list[BaseRoute]:
         Route("/api/v1/me/preferences", put_preferences, methods=["PUT"]),
         Route("/api/v1/unsubscribe", unsubscribe_page, methods=["GET"]),
         Route("/api/v1/unsubscribe", unsubscribe, methods=["POST"]),
+        *inbox_api.routes(),
     ]
 
 
@@ -334,9 +339,16 @@ class PushComponent:
         )
         self._consumer = PushConsumer(
             app.state.sqs,
-            PushNotifier(app.state.pool, self._client, settings),
+            PushNotifier(
+                app.state.pool,
+                self._client,
+                settings,
+                inbox=inbox_api.inbox_for(app.state),
+                presence=inbox_api.presence_for(app.state),
+            ),
             queue_name=PushConsumer.queue_for(settings.stack),
             wait_seconds=settings.push_wait_seconds,
+            probe=lambda: ping(app.state.pool),
         )
 
     @property
@@ -368,9 +380,13 @@ class DigestComponent:
             self._sender,
             S3Presigner(app.state.s3, settings.bucket),
             settings,
+            inbox=inbox_api.inbox_for(app.state),
         )
         self.scheduler = DigestScheduler(
-            self.service, app.state.redis, interval=settings.digest_interval_seconds
+            self.service,
+            app.state.redis,
+            interval=settings.digest_interval_seconds,
+            housekeeping=Housekeeping(app.state.pool, settings),
         )
 
     async def start(self) -> None:
@@ -383,9 +399,37 @@ class DigestComponent:
             await self._sender.close()
 
 
+class EmailEventsComponent:
+    """The SQS ``email-events`` consumer: SES bounces and complaints → suppressions."""
+
+    name = "email-events"
+
+    def __init__(self, app: Starlette) -> None:
+        settings: Settings = app.state.settings
+        self.consumer = EmailEventsConsumer(
+            app.state.sqs,
+            FeedbackHandler(app.state.pool),
+            queue_name=EmailEventsConsumer.queue_for(settings.stack),
+            wait_seconds=settings.push_wait_seconds,
+            probe=lambda: ping(app.state.pool),
+        )
+
+    @property
+    def error(self) -> BaseException | None:
+        return self.consumer.error
+
+    async def start(self) -> None:
+        await self.consumer.start()
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+
 def components(app: Starlette) -> list[Any]:
     settings: Settings = app.state.settings
     found: list[Any] = []
+    if settings.email_events_consumer_enabled and not settings.smtp_url:
+        found.append(EmailEventsComponent(app))
     if settings.push_consumer_enabled:
         if settings.fcm_credentials:
             found.append(PushComponent(app))

@@ -13,15 +13,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from core.errors import Transient
+
 MAX_CHUNK = 1024 * 1024
 
 
-class ClamdUnavailable(RuntimeError):
+class ClamdUnavailable(Transient):
     """clamd could not be reached or did not answer: retry, never treat as clean."""
 
 
-class ClamdError(RuntimeError):
-    """clamd answered with an error (e.g. its stream size limit)."""
+class ClamdError(Transient):
+    """clamd answered with an error (e.g. its stream size limit, out of memory): retried like
+    an outage, dead-lettered after the queue's receives if it persists."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,10 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from core.errors import Transient
 
-class BrokerUnavailable(RuntimeError):
+
+class BrokerUnavailable(Transient):
     """The broker cannot be reached right now; callers retry later."""
 
 
@@ -41,15 +43,26 @@ class PresenceStats:
 OnPublication = Callable[[str, Publication], None]
 # The live feed was interrupted and is back: positions of local subscribers must be checked.
 OnResubscribed = Callable[[], Coroutine[Any, Any, None]]
+# A control message (``server.realtime.control``) reached this instance.
+OnControl = Callable[[bytes], None]
 
 
 class Broker(Protocol):
-    async def start(self, on_publication: OnPublication, on_resubscribed: OnResubscribed) -> None: ...
+    async def start(
+        self,
+        on_publication: OnPublication,
+        on_resubscribed: OnResubscribed,
+        on_control: OnControl | None = None,
+    ) -> None: ...
 
     async def stop(self) -> None: ...
 
     async def publish(self, channel: str, data: bytes, *, key: str | None = None) -> StreamPosition:
         """Append to history and fan out; the new publication's position."""
+        ...
+
+    async def publish_control(self, data: bytes) -> None:
+        """Deliver ``data`` to ``on_control`` of every started instance (this one too)."""
         ...
 
     async def subscribe(self, channel: str) -> None:

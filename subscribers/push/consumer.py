@@ -1,37 +1,38 @@
 """The push consumer: long-polls the ``push`` SQS queue (subscribed to the three SNS
 topics with raw delivery) and hands each event to the notifier.
 
-A message is deleted only once handled. A bad message is logged and left alone, so
-SQS redelivers it and, after ``maxReceiveCount``, parks it in the dead-letter queue; a
-transient failure is left the same way. The loop never dies on one message.
+The queue loop is :class:`core.queue_consumer.QueueConsumer`. A message is deleted only
+once handled. A bad message (or a bug) is left alone, so SQS redelivers it and, after
+``maxReceiveCount``, parks it in the dead-letter queue. A transient failure (PostgreSQL
+down, sends to retry) is retried soon, and the consumer takes no more messages until its
+probe (PostgreSQL) answers: queued pushes wait out an outage instead of being dead-lettered.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import Any
 
-import orjson
-
 from core import resources
-from core.events import Event, InvalidEvent, parse_event
-from core.metrics import SQS_MESSAGES
-from subscribers.push.notifier import PushNotifier, RetryLater
+from core.envelope import event_from_body
+from core.errors import Transient, as_transient
+from core.events import InvalidEvent
+from core.queue_consumer import (
+    ConsumerConfig,
+    ConsumerStats,
+    Message,
+    Outcome,
+    Probe,
+    QueueConsumer,
+    Result,
+    per_message,
+)
+from subscribers.push.notifier import PushNotifier
 
 log = logging.getLogger(__name__)
 
-
-def event_from_body(body: str) -> Event:
-    """A v1 event from an SQS body: raw SNS delivery, or the SNS JSON envelope."""
-    try:
-        raw = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidEvent("body: not JSON") from exc
-    if isinstance(raw, dict) and raw.get("Type") == "Notification" and isinstance(raw.get("Message"), str):
-        return parse_event(raw["Message"])
-    return parse_event(raw)
+QUEUE = "push"
+__all__ = ["PushConsumer", "event_from_body"]
 
 
 class PushConsumer:
@@ -46,87 +47,50 @@ class PushConsumer:
         wait_seconds: int = 20,
         batch_size: int = 10,
         stop_timeout: float = 25.0,
+        concurrency: int = 10,
+        batches_in_flight: int = 2,
+        probe: Probe | None = None,
     ) -> None:
-        self._sqs = sqs
         self._notifier = notifier
-        self._queue_name = queue_name
-        self._wait = wait_seconds
-        self._batch = batch_size
-        self._stop_timeout = stop_timeout
-        self._queue_url: str | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
-        self.error: BaseException | None = None
         self.handled = 0
+        self._consumer = QueueConsumer(
+            sqs,
+            ConsumerConfig(
+                name=QUEUE,
+                queue_name=queue_name,
+                wait_seconds=wait_seconds,
+                batch_size=batch_size,
+                batches_in_flight=batches_in_flight,
+                stop_timeout=stop_timeout,
+            ),
+            per_message(self._handle, concurrency, log),
+            probe=probe,
+            log=log,
+        )
 
     @classmethod
     def queue_for(cls, stack: str) -> str:
-        return resources.queue_name(stack, "push")
+        return resources.queue_name(stack, QUEUE)
+
+    @property
+    def error(self) -> BaseException | None:
+        """Why the consumer's task ended, if it crashed."""
+        return self._consumer.error
+
+    @property
+    def stats(self) -> ConsumerStats:
+        return self._consumer.stats
 
     async def start(self) -> None:
-        self._queue_url = (await self._sqs.get_queue_url(QueueName=self._queue_name))["QueueUrl"]
-        self._task = asyncio.create_task(self._run(), name=self.name)
-        self._task.add_done_callback(self._on_done)
-
-    def _on_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            self.error = task.exception()
-            log.error("push consumer crashed", exc_info=self.error)
+        await self._consumer.start()
 
     async def stop(self) -> None:
         """Finish the poll in flight and the messages it brings, then return. The poll is
         not cancelled: SQS would still hand its messages to the abandoned request, hiding
         them for a whole visibility timeout. Past ``stop_timeout`` the task is cancelled."""
-        self._stopping.set()
-        task = self._task
-        if task is None:
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(task), self._stop_timeout)
-        except TimeoutError:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        except Exception:
-            pass  # already surfaced by _on_done
+        await self._consumer.stop()
 
-    async def _run(self) -> None:
-        delay = 0.5
-        while not self._stopping.is_set():
-            try:
-                reply = await self._sqs.receive_message(
-                    QueueUrl=self._queue_url,
-                    MaxNumberOfMessages=self._batch,
-                    WaitTimeSeconds=self._wait,
-                    AttributeNames=["ApproximateReceiveCount"],
-                )
-                messages = reply.get("Messages", [])
-                if messages:
-                    await self.handle_batch(messages)
-                delay = 0.5
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("push consumer: receive failed; backing off", extra={"delay": delay})
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
-                delay = min(delay * 2, 30.0)
-
-    async def handle_batch(self, messages: list[dict[str, Any]]) -> None:
-        done = await asyncio.gather(*(self._handle(m) for m in messages))
-        for ok in done:
-            SQS_MESSAGES.labels("push", "processed" if ok else "failed").inc()
-        entries = [
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-            for i, (m, ok) in enumerate(zip(messages, done, strict=True))
-            if ok
-        ]
-        if entries:
-            reply = await self._sqs.delete_message_batch(QueueUrl=self._queue_url, Entries=entries)
-            for failure in reply.get("Failed", []):
-                log.warning("push consumer: delete failed", extra={"error": failure.get("Message")})
-
-    async def _handle(self, message: dict[str, Any]) -> bool:
+    async def _handle(self, message: Message) -> Result:
         try:
             event = event_from_body(message.get("Body", ""))
         except InvalidEvent as exc:
@@ -138,14 +102,17 @@ class PushConsumer:
                     "receive_count": message.get("Attributes", {}).get("ApproximateReceiveCount"),
                 },
             )
-            return False
+            return Result(Outcome.POISON, "invalid")
         try:
             await self._notifier.handle(event)
-        except RetryLater as exc:
-            log.warning("push consumer: will retry", extra={"event_id": str(event.id), "error": str(exc)})
-            return False
-        except Exception:
+        except Exception as exc:
+            error = as_transient(exc)
+            if isinstance(error, Transient):
+                log.warning(
+                    "push consumer: will retry", extra={"event_id": str(event.id), "error": str(error)}
+                )
+                return Result(Outcome.RETRY, "retry")
             log.exception("push consumer: event failed", extra={"event_id": str(event.id)})
-            return False
+            return Result(Outcome.POISON, "failed")
         self.handled += 1
-        return True
+        return Result(Outcome.DONE, "processed")

@@ -4,12 +4,17 @@ Multipart through the same Companion routes a browser uses. A state file remembe
 upload (key + uploadId) after every part; after a crash or ``kill -9`` the next run asks
 the API which parts S3 already holds and sends only the missing ones. Network errors,
 429 and 5xx are retried with exponential backoff (1, 2, 4, 8, 16 s, capped at 30 s);
-a 403 from S3 (an expired or refused URL) gets the part re-signed. The sha256 of the file
-is computed while its parts are read.
+a 403 from S3 (an expired or refused URL) gets the part re-signed.
+
+Checksums end to end: the file's SHA-256 is computed before the upload starts and declared
+when it is created, and every part is signed with its own SHA-256 (S3 refuses a part whose
+bytes differ: a flipped bit on a site network is caught at the part, not after processing);
+the processors then compare the whole file's digest with the declared one.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import mimetypes
 import os
@@ -82,6 +87,7 @@ class UploadState:
     part_size: int
     etags: dict[str, str] = field(default_factory=dict)
     version: int = STATE_VERSION
+    sha256: str = ""  # declared at create ("" in a state file from before checksums)
 
 
 class StateFile:
@@ -233,15 +239,18 @@ class Uploader:
 
     def _put_part(self, state: UploadState, number: int, chunk: bytes) -> str:
         url: str | None = None
+        headers: dict[str, str] = {}
+        params = {"key": state.key}
+        if state.sha256:  # the part's own digest is signed into its URL
+            params["sha256"] = hashlib.sha256(chunk).hexdigest()
 
         def attempt() -> str:
-            nonlocal url
+            nonlocal url, headers
             if url is None:
-                url = self._api(
-                    "GET", f"/s3/multipart/{state.upload_id}/{number}", params={"key": state.key}
-                )["url"]
+                signed = self._api("GET", f"/s3/multipart/{state.upload_id}/{number}", params=params)
+                url, headers = signed["url"], dict(signed.get("headers") or {})
             try:
-                r = self.s3.put(url, content=chunk)
+                r = self.s3.put(url, content=chunk, headers=headers)
             except httpx.TransportError as exc:
                 raise Retryable(f"network error: {type(exc).__name__}") from exc
             if r.status_code == 403:
@@ -249,6 +258,8 @@ class Uploader:
                 raise Retryable("S3 refused the URL (403); re-signing")
             if r.status_code >= 500 or r.status_code in (408, 429):
                 raise Retryable(f"S3 HTTP {r.status_code}")
+            if r.status_code == 400 and "BadDigest" in r.text:
+                raise Retryable("S3 received other bytes than the part's sha256 (BadDigest)")
             if r.status_code >= 400:
                 raise UploadError(f"S3 refused part {number}: HTTP {r.status_code} {r.text[:200]}")
             etag = r.headers.get("etag")
@@ -288,6 +299,7 @@ class Uploader:
                 state_file.remove()
                 state = None
         if state is None:
+            file_sha256 = file_digest(path)
             created = self._api(
                 "POST",
                 "/s3/multipart",
@@ -295,6 +307,7 @@ class Uploader:
                     "filename": path.name,
                     "type": mime,
                     "size": stat.st_size,
+                    "sha256": file_sha256,
                     "metadata": {"projectId": project_id, "name": path.name, "type": mime},
                 },
             )
@@ -309,6 +322,7 @@ class Uploader:
                 upload_id=created["uploadId"],
                 id=created.get("id") or "",
                 part_size=int(created.get("partSize") or MIN_PART_SIZE),
+                sha256=file_sha256,
             )
             state_file.save(state)
         return self._send(path, state, state_file, stored, resumed)
@@ -331,16 +345,21 @@ class Uploader:
             for number in range(1, total_parts + 1):
                 chunk = f.read(state.part_size)
                 digest.update(chunk)
+                checksum = (
+                    {"ChecksumSHA256": base64.b64encode(hashlib.sha256(chunk).digest()).decode()}
+                    if state.sha256
+                    else {}
+                )
                 have = stored.get(number)
                 if have is not None and int(have["Size"]) == len(chunk):
-                    parts.append({"PartNumber": number, "ETag": have["ETag"]})
+                    parts.append({"PartNumber": number, "ETag": have["ETag"], **checksum})
                     progress.advance(len(chunk), f"part {number}/{total_parts} already stored")
                     done_bytes += len(chunk)
                     continue
                 etag = self._put_part(state, number, chunk)
                 sent += 1
                 done_bytes += len(chunk)
-                parts.append({"PartNumber": number, "ETag": etag})
+                parts.append({"PartNumber": number, "ETag": etag, **checksum})
                 state.etags[str(number)] = etag
                 state_file.save(state)
                 progress.advance(len(chunk), f"part {number}/{total_parts} sent")
@@ -349,6 +368,8 @@ class Uploader:
                 raise UploadError(f"{path} grew while it was uploaded; run again")
         progress.finish()
         sha256 = digest.hexdigest()
+        if state.sha256 and sha256 != state.sha256:
+            raise UploadError(f"{path} changed while it was uploaded (sha256 differs); run again")
         done = self._api(
             "POST",
             f"/s3/multipart/{state.upload_id}/complete",
@@ -378,6 +399,15 @@ class Uploader:
             )
         except httpx.TransportError:
             pass
+
+
+def file_digest(path: Path, chunk_size: int = 8 * 1024 * 1024) -> str:
+    """The file's SHA-256 (hex), read once before the upload starts."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk_size):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class ApiRefused(UploadError):

@@ -45,6 +45,24 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (ConsumerSpec("events"), ConsumerSpec("pus
 TOPICS: tuple[str, ...] = tuple(TOPIC_FOR_TYPE.values())
 
 
+@dataclass(frozen=True, slots=True)
+class EmailEventsSpec:
+    """SES feedback: the digest's configuration set publishes bounce and complaint events
+    to their own SNS topic, which feeds this queue (raw delivery, with a dead-letter queue);
+    the server's email-events consumer records suppressions from it."""
+
+    name: str = "email-events"  # queue and topic
+    visibility_timeout: int = 60
+    event_types: tuple[str, ...] = ("bounce", "complaint")  # SES MatchingEventTypes
+
+
+EMAIL_EVENTS = EmailEventsSpec()
+
+
+def ses_configuration_set_name(stack: str) -> str:
+    return f"{stack}-digest"
+
+
 def queue_name(stack: str, name: str) -> str:
     return f"{stack}-{name}"
 

@@ -1,4 +1,5 @@
-"""Notification preferences: push and digest on/off, push per event kind, quiet hours.
+"""Notification preferences: push and digest on/off, push per event kind, quiet hours,
+the digest's local hour and period (daily, or weekly on Mondays).
 
 Pure validation and rules here, plus the two queries that load and store a user's row
 (inside the caller's tenant transaction). Critical pushes — the uploader's own upload
@@ -18,6 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import asyncpg
 
 from core.settings import LOCALES
+from subscribers import email_feedback
+from subscribers.i18n import SUPPRESSION_TEXTS, translator
 
 # Push kinds a user may switch off, and the ones they may not.
 MUTABLE_PUSH_EVENTS = ("processing.completed", "upload.quarantined")
@@ -52,6 +55,8 @@ class Preferences:
     digest_enabled: bool | None = None  # None: by role (investors receive digests)
     push_events: Mapping[str, bool] = field(default_factory=dict)
     quiet_hours: QuietHours | None = None
+    digest_hour: int | None = None  # local hour 0-23; None: BUILDPEER_DIGEST_HOUR
+    digest_frequency: str = "daily"  # or "weekly": Mondays, the seven local days before
 
     def wants_push(self, kind: str) -> bool:
         """Whether a *non-critical* push of ``kind`` is wanted (quiet hours aside)."""
@@ -88,8 +93,24 @@ class ProfileUpdate:
     set_locale: bool = False
 
 
-_FIELDS = {"push_enabled", "digest_enabled", "push_events", "quiet_hours", "timezone", "locale"}
-_READ_ONLY = {"effective_timezone", "effective_locale", "critical_push_events", "digest_active"}
+DIGEST_FREQUENCIES = ("daily", "weekly")
+_FIELDS = {
+    "push_enabled",
+    "digest_enabled",
+    "push_events",
+    "quiet_hours",
+    "timezone",
+    "locale",
+    "digest_hour",
+    "digest_frequency",
+}
+_READ_ONLY = {
+    "effective_timezone",
+    "effective_locale",
+    "critical_push_events",
+    "digest_active",
+    "digest_suppressed",
+}
 
 
 def apply_update(current: Preferences, body: Any) -> tuple[Preferences, ProfileUpdate]:
@@ -136,6 +157,16 @@ def apply_update(current: Preferences, body: Any) -> tuple[Preferences, ProfileU
             prefs = replace(prefs, quiet_hours=QuietHours(start, end))
         else:
             raise PreferencesError('quiet_hours: expected {"start": "HH:MM", "end": "HH:MM"} or null')
+    if "digest_hour" in body:
+        hour = body["digest_hour"]
+        if hour is not None and (isinstance(hour, bool) or not isinstance(hour, int) or not 0 <= hour <= 23):
+            raise PreferencesError("digest_hour: expected a local hour 0-23 or null")
+        prefs = replace(prefs, digest_hour=hour)
+    if "digest_frequency" in body:
+        frequency = body["digest_frequency"]
+        if frequency not in DIGEST_FREQUENCIES:
+            raise PreferencesError(f"digest_frequency: expected one of {', '.join(DIGEST_FREQUENCIES)}")
+        prefs = replace(prefs, digest_frequency=frequency)
     profile = ProfileUpdate()
     if "timezone" in body:
         tz = body["timezone"]
@@ -167,13 +198,15 @@ def from_row(row: Mapping[str, Any] | None) -> Preferences:
         digest_enabled=row["digest_enabled"],
         push_events={k: bool(v) for k, v in events.items() if k in MUTABLE_PUSH_EVENTS},
         quiet_hours=quiet,
+        digest_hour=row.get("digest_hour"),
+        digest_frequency=row.get("digest_frequency") or "daily",
     )
 
 
 async def load(conn: asyncpg.Connection, user_id: uuid.UUID) -> Preferences:
     row = await conn.fetchrow(
-        "SELECT push_enabled, digest_enabled, push_events, quiet_hours_start, quiet_hours_end "
-        "FROM notification_preferences WHERE user_id = $1",
+        "SELECT push_enabled, digest_enabled, push_events, quiet_hours_start, quiet_hours_end, "
+        "  digest_hour, digest_frequency FROM notification_preferences WHERE user_id = $1",
         user_id,
     )
     return from_row(row)
@@ -185,10 +218,12 @@ async def store(
     quiet = prefs.quiet_hours
     await conn.execute(
         "INSERT INTO notification_preferences (tenant_id, user_id, push_enabled, digest_enabled, "
-        "  push_events, quiet_hours_start, quiet_hours_end) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+        "  push_events, quiet_hours_start, quiet_hours_end, digest_hour, digest_frequency) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
         "ON CONFLICT (user_id) DO UPDATE SET push_enabled = EXCLUDED.push_enabled, "
         "  digest_enabled = EXCLUDED.digest_enabled, push_events = EXCLUDED.push_events, "
         "  quiet_hours_start = EXCLUDED.quiet_hours_start, quiet_hours_end = EXCLUDED.quiet_hours_end, "
+        "  digest_hour = EXCLUDED.digest_hour, digest_frequency = EXCLUDED.digest_frequency, "
         "  updated_at = now()",
         tenant_id,
         user_id,
@@ -197,6 +232,8 @@ async def store(
         dict(prefs.push_events),
         quiet.start if quiet else None,
         quiet.end if quiet else None,
+        prefs.digest_hour,
+        prefs.digest_frequency,
     )
 
 
@@ -220,16 +257,29 @@ async def document(conn: asyncpg.Connection, user_id: uuid.UUID, role: str) -> d
     """The GET /api/v1/me/preferences body."""
     prefs = await load(conn, user_id)
     row = await conn.fetchrow(
-        "SELECT u.timezone, u.locale, t.timezone AS tenant_timezone, t.locale AS tenant_locale "
+        "SELECT u.email, u.timezone, u.locale, t.timezone AS tenant_timezone, t.locale AS tenant_locale "
         "FROM users u JOIN tenants t USING (tenant_id) WHERE u.user_id = $1",
         user_id,
     )
     if row is None:
         raise PreferencesError("user: not found")
+    suppression = await email_feedback.find(conn, row["email"])
+    suppressed = None
+    if suppression is not None:
+        tr = translator(row["locale"] or row["tenant_locale"])
+        suppressed = {
+            "reason": suppression["reason"],
+            "detail": suppression["detail"],
+            "since": suppression["event_at"].isoformat(),
+            "message": tr.gettext(SUPPRESSION_TEXTS[suppression["reason"]], email=row["email"]),
+        }
     return {
         "push_enabled": prefs.push_enabled,
         "digest_enabled": prefs.digest_enabled,
-        "digest_active": prefs.wants_digest(role),
+        "digest_active": prefs.wants_digest(role) and suppressed is None,
+        "digest_suppressed": suppressed,
+        "digest_hour": prefs.digest_hour,
+        "digest_frequency": prefs.digest_frequency,
         "push_events": {key: prefs.push_events.get(key, True) for key in MUTABLE_PUSH_EVENTS},
         "critical_push_events": list(CRITICAL_PUSH_EVENTS),
         "quiet_hours": prefs.quiet_hours.to_document() if prefs.quiet_hours else None,

@@ -1,5 +1,6 @@
 """The digest scheduler: a loop in every server instance; the one holding the Redis
-leader lock does the work each tick (others just keep trying for the lock).
+leader lock does the work each tick (others just keep trying for the lock), and, once an
+hour, the notifications' housekeeping (inbox retention, idle device tokens).
 
 Leadership is a key with a TTL of several ticks, renewed by its holder; if the leader
 dies, another instance takes over when the key expires. Even two leaders at once (a
@@ -14,8 +15,9 @@ import contextlib
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -45,7 +47,12 @@ class DigestScheduler:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         leader_key: str = LEADER_KEY,
         stop_timeout: float = 30.0,
+        housekeeping: Callable[[], Awaitable[Any]] | None = None,
+        housekeeping_interval: float = 3600.0,
     ) -> None:
+        self._housekeeping = housekeeping
+        self._housekeeping_interval = housekeeping_interval
+        self._housekeeping_at = float("-inf")
         self._service = service
         self._redis = redis
         self._interval = interval
@@ -96,6 +103,16 @@ class DigestScheduler:
         self.led_ticks += 1
         results = await self._service.run_due(self._clock())
         self.results.update(results)
+        loop = asyncio.get_running_loop()
+        if (
+            self._housekeeping is not None
+            and loop.time() - self._housekeeping_at >= self._housekeeping_interval
+        ):
+            self._housekeeping_at = loop.time()
+            try:
+                await self._housekeeping()
+            except Exception:
+                log.exception("notification housekeeping failed")
         if results:
             log.info("digest tick", extra={k: v for k, v in results.items()})
         return results

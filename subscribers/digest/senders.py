@@ -1,8 +1,15 @@
 """Email senders chosen by configuration: SMTP (aiosmtplib) when ``smtp_url`` is set,
-else Amazon SES v2 (aioboto3, raw MIME so our headers travel unchanged)."""
+else Amazon SES v2 (aioboto3, raw MIME so our headers — ``List-Unsubscribe`` and
+``List-Unsubscribe-Post`` among them — travel unchanged).
+
+SES sends go through the stack's configuration set (``core.resources``), whose event
+destination publishes bounces and complaints to SNS → the ``email-events`` queue, and
+carry the tenant and user as message tags so those events find their tenant. Each send
+has exactly one recipient."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from email.message import EmailMessage
 from email.utils import parseaddr
@@ -12,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 import aioboto3
 import aiosmtplib
 
+from core import resources
 from core.settings import Settings
 
 
@@ -20,8 +28,9 @@ class SendError(RuntimeError):
 
 
 class EmailSender(Protocol):
-    async def send(self, message: EmailMessage) -> str:
-        """Deliver; returns the provider's message id."""
+    async def send(self, message: EmailMessage, *, tags: Mapping[str, str] | None = None) -> str:
+        """Deliver to the one ``To`` address; returns the provider's message id. ``tags``
+        travel with the message where the provider supports them (SES message tags)."""
         ...
 
     async def close(self) -> None: ...
@@ -41,7 +50,7 @@ class SmtpSender:
         self._password = unquote(parts.password) if parts.password else None
         self._timeout = timeout
 
-    async def send(self, message: EmailMessage) -> str:
+    async def send(self, message: EmailMessage, *, tags: Mapping[str, str] | None = None) -> str:
         try:
             await aiosmtplib.send(
                 message,
@@ -71,11 +80,12 @@ class SesSender:
                 aws_access_key_id="testing",
                 aws_secret_access_key="testing",
             )
+        self.configuration_set = resources.ses_configuration_set_name(settings.stack)
         self._session = session or aioboto3.Session()
         self._stack = AsyncExitStack()
         self._client: Any = None
 
-    async def send(self, message: EmailMessage) -> str:
+    async def send(self, message: EmailMessage, *, tags: Mapping[str, str] | None = None) -> str:
         if self._client is None:
             self._client = await self._stack.enter_async_context(
                 self._session.client("sesv2", **self._kwargs)
@@ -85,6 +95,8 @@ class SesSender:
                 FromEmailAddress=str(message["From"]),
                 Destination={"ToAddresses": [_address(message["To"])]},
                 Content={"Raw": {"Data": message.as_bytes()}},
+                ConfigurationSetName=self.configuration_set,
+                EmailTags=[{"Name": k, "Value": v} for k, v in (tags or {}).items()],
             )
         except Exception as exc:  # botocore ClientError, endpoint errors
             raise SendError(f"SES: {exc}") from exc

@@ -33,6 +33,8 @@ from subscribers.digest import query
 from subscribers.digest.message import build_email
 from subscribers.digest.render import render
 from subscribers.digest.senders import EmailSender
+from subscribers.inbox.service import Inbox, NoChannel
+from subscribers.inbox.store import NewItem
 from subscribers.unsubscribe import make_token, signing_key, unsubscribe_url
 
 log = logging.getLogger(__name__)
@@ -79,7 +81,8 @@ class S3Presigner:
 class DueDigest:
     tenant_id: uuid.UUID
     user_id: uuid.UUID
-    day: date
+    day: date  # the first local day covered
+    period: str = "daily"  # or "weekly" (seven days from ``day``, a Monday)
 
 
 class DigestService:
@@ -91,10 +94,12 @@ class DigestService:
         presign: Presigner,
         settings: Settings,
         *,
+        inbox: Inbox | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         concurrency: int = 4,
     ) -> None:
         self._pool = pool
+        self._inbox = inbox or Inbox(pool, NoChannel())
         self._redis = redis
         self._sender = sender
         self._presign = presign
@@ -107,30 +112,36 @@ class DigestService:
 
     # --- one user, one day -------------------------------------------------------------
     async def deliver(
-        self, tenant_id: uuid.UUID, user_id: uuid.UUID, day: date, *, force: bool = False
+        self,
+        tenant_id: uuid.UUID,
+        user_id: uuid.UUID,
+        day: date,
+        *,
+        period: str = "daily",
+        force: bool = False,
     ) -> str:
         """``sent``, ``empty``, ``skipped`` (done, not eligible, or not retryable yet),
         ``locked`` (another instance is on it) or ``failed``."""
-        lock_key = f"bp:digest:lock:{user_id}:{day.isoformat()}"
+        lock_key = f"bp:digest:lock:{user_id}:{period}:{day.isoformat()}"
         owner = secrets.token_hex(8)
         if not await self._redis.set(lock_key, owner, nx=True, px=LOCK_MS):
             return "locked"
         try:
-            return await self._deliver_locked(tenant_id, user_id, day, force=force)
+            return await self._deliver_locked(tenant_id, user_id, day, period, force=force)
         finally:
             await self._redis.eval(_RELEASE, 1, lock_key, owner)
 
     async def _claim(
-        self, tenant_id: uuid.UUID, user_id: uuid.UUID, day: date, force: bool
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, day: date, period: str, force: bool
     ) -> query.Recipient | None:
         async with tenant_transaction(self._pool, tenant_id) as conn:
             who = await query.recipient(conn, user_id)
             if who is None:
                 return None
             claimed = await conn.fetchval(
-                "INSERT INTO digest_deliveries (tenant_id, user_id, digest_date, state, attempts) "
-                "VALUES ($1, $2, $3, 'sending', 1) "
-                "ON CONFLICT (user_id, digest_date) DO UPDATE SET state = 'sending', "
+                "INSERT INTO digest_deliveries (tenant_id, user_id, digest_date, period, state, attempts) "
+                "VALUES ($1, $2, $3, $6, 'sending', 1) "
+                "ON CONFLICT (user_id, digest_date, period) DO UPDATE SET state = 'sending', "
                 "  attempts = digest_deliveries.attempts + 1, error = NULL, retry_at = NULL, "
                 "  updated_at = now() "
                 "WHERE (digest_deliveries.state = 'failed' AND digest_deliveries.attempts < $4 "
@@ -142,6 +153,7 @@ class DigestService:
                 day,
                 self._settings.digest_max_attempts,
                 force,
+                period,
             )
         return who if claimed is not None else None
 
@@ -149,6 +161,7 @@ class DigestService:
         self,
         who: query.Recipient,
         day: date,
+        period: str,
         state: str,
         *,
         message_id: str | None = None,
@@ -159,25 +172,26 @@ class DigestService:
                 "UPDATE digest_deliveries SET state = $3, message_id = $4, error = $5, updated_at = now(), "
                 "  retry_at = CASE WHEN $3 = 'failed' THEN now() + make_interval(mins => "
                 "    least(power(2, greatest(attempts - 1, 0))::int, 60)) END "
-                "WHERE user_id = $1 AND digest_date = $2",
+                "WHERE user_id = $1 AND digest_date = $2 AND period = $6",
                 who.user_id,
                 day,
                 state,
                 message_id,
                 error,
+                period,
             )
 
     async def _deliver_locked(
-        self, tenant_id: uuid.UUID, user_id: uuid.UUID, day: date, *, force: bool
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, day: date, period: str, *, force: bool
     ) -> str:
-        who = await self._claim(tenant_id, user_id, day, force)
+        who = await self._claim(tenant_id, user_id, day, period, force)
         if who is None:
             return "skipped"
         try:
             async with tenant_transaction(self._pool, tenant_id, readonly=True) as conn:
-                data = await query.collect(conn, who, day)
+                data = await query.collect(conn, who, day, period)
             if data.empty and not self._settings.digest_send_empty:
-                await self._finish(who, day, "empty")
+                await self._finish(who, day, period, "empty")
                 return "empty"
             urls = {th.upload_id: await self._presign(th.s3_key) for th in data.thumbnails}
             link = unsubscribe_url(
@@ -193,16 +207,36 @@ class DigestService:
                 unsubscribe_url=link,
                 now=self._clock(),
             )
-            message_id = await self._sender.send(message)
+            message_id = await self._sender.send(
+                message, tags={"tenant_id": str(who.tenant_id), "user_id": str(who.user_id)}
+            )
         except Exception as exc:
             log.warning(
                 "digest failed", extra={"user_id": str(user_id), "day": day.isoformat(), "error": str(exc)}
             )
-            await self._finish(who, day, "failed", error=f"{type(exc).__name__}: {exc}"[:1000])
+            await self._finish(who, day, period, "failed", error=f"{type(exc).__name__}: {exc}"[:1000])
             NOTIFICATIONS.labels("email", "failed").inc()
             return "failed"
-        await self._finish(who, day, "sent", message_id=message_id)
+        await self._finish(who, day, period, "sent", message_id=message_id)
         NOTIFICATIONS.labels("email", "sent").inc()
+        await self._inbox.add(
+            who.tenant_id,
+            [
+                NewItem(
+                    user_id=who.user_id,
+                    source_key=f"digest:{period}:{day.isoformat()}",
+                    kind="digest",
+                    title=rendered.headline,
+                    body=rendered.subject,
+                    locale=rendered.locale,
+                    data={
+                        "period": period,
+                        "first_day": day.isoformat(),
+                        "last_day": data.last_day.isoformat(),
+                    },
+                )
+            ],
+        )
         log.info("digest sent", extra={"user_id": str(user_id), "day": day.isoformat()})
         return "sent"
 
@@ -211,7 +245,9 @@ class DigestService:
         async def one(item: DueDigest) -> str:
             async with self._slots:
                 try:
-                    return await self.deliver(item.tenant_id, item.user_id, item.day, force=force)
+                    return await self.deliver(
+                        item.tenant_id, item.user_id, item.day, period=item.period, force=force
+                    )
                 except Exception:
                     log.exception("digest delivery crashed", extra={"user_id": str(item.user_id)})
                     return "failed"
@@ -219,7 +255,8 @@ class DigestService:
         return Counter(await asyncio.gather(*(one(item) for item in due)))
 
     async def run_day(self, day: date, *, force: bool = False) -> Counter[str]:
-        """Every recipient's digest for local date ``day`` (the CLI), whatever the hour."""
+        """Every recipient's daily digest for local date ``day`` (the CLI), whatever the
+        hour and whatever their usual period."""
         due: list[DueDigest] = []
         for tenant_id in await all_tenant_ids(self._pool):
             async with tenant_transaction(self._pool, tenant_id, readonly=True) as conn:
@@ -236,11 +273,13 @@ class DigestService:
                 for r in await query.recipients(conn):
                     day = r.digest_day(moment, self.send_at)
                     if day is not None:
-                        candidates[(r.user_id, day)] = DueDigest(tenant_id, r.user_id, day)
+                        candidates[(r.user_id, day, r.frequency)] = DueDigest(
+                            tenant_id, r.user_id, day, r.frequency
+                        )
                 if not candidates:
                     continue
                 rows = await conn.fetch(
-                    "SELECT user_id, digest_date, (state = 'failed' AND attempts < $2 "
+                    "SELECT user_id, digest_date, period, (state = 'failed' AND attempts < $2 "
                     "  AND coalesce(retry_at, '-infinity') <= now()) AS retryable "
                     "FROM digest_deliveries WHERE digest_date = ANY($1::date[])",
                     list({key[1] for key in candidates}),
@@ -248,7 +287,7 @@ class DigestService:
                 )
                 for row in rows:
                     if not row["retryable"]:
-                        candidates.pop((row["user_id"], row["digest_date"]), None)
+                        candidates.pop((row["user_id"], row["digest_date"], row["period"]), None)
                 due += candidates.values()
         return due
 

@@ -41,6 +41,7 @@ class Outcome(StrEnum):
     BAD_TOKEN = "bad_token"  # UNREGISTERED / invalid / other project: delete the device
     FAILED = "failed"  # permanent for this message (bad request); not retried
     RETRY_LATER = "retry_later"  # 429/5xx/network after our attempts: the event is redelivered
+    SUPPRESSED = "suppressed"  # not sent: the user read it in the app while the push waited
 
 
 @dataclass(frozen=True, slots=True)

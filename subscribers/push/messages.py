@@ -8,50 +8,31 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from subscribers.i18n import pick_locale, reason_text
+from subscribers.i18n import N_, pick_locale, reason_text, translator
 from subscribers.push.recipients import Audience, PushKind
 
 MAX_NAME = 60
 
-# (title, body) per locale, kind and audience; {file}, {project}, {reason} are filled in.
-_TEXTS: dict[str, dict[tuple[PushKind, Audience], tuple[str, str]]] = {
-    "es": {
-        (PushKind.FAILED, Audience.UPLOADER): ("No se pudo procesar tu archivo", "{file}: {reason}."),
-        (PushKind.QUARANTINED, Audience.UPLOADER): (
-            "Archivo en cuarentena",
-            "{file} fue puesto en cuarentena: {reason}.",
-        ),
-        (PushKind.COMPLETED, Audience.UPLOADER): ("Archivo listo", "{file} ya está disponible en {project}."),
-        (PushKind.QUARANTINED, Audience.ADMIN): (
-            "Archivo en cuarentena en {project}",
-            "{file} fue puesto en cuarentena: {reason}.",
-        ),
-    },
-    "pt-BR": {
-        (PushKind.FAILED, Audience.UPLOADER): ("Não foi possível processar seu arquivo", "{file}: {reason}."),
-        (PushKind.QUARANTINED, Audience.UPLOADER): (
-            "Arquivo em quarentena",
-            "{file} foi colocado em quarentena: {reason}.",
-        ),
-        (PushKind.COMPLETED, Audience.UPLOADER): (
-            "Arquivo pronto",
-            "{file} já está disponível em {project}.",
-        ),
-        (PushKind.QUARANTINED, Audience.ADMIN): (
-            "Arquivo em quarentena em {project}",
-            "{file} foi colocado em quarentena: {reason}.",
-        ),
-    },
-    "en": {
-        (PushKind.FAILED, Audience.UPLOADER): ("Your upload failed", "{file}: {reason}."),
-        (PushKind.QUARANTINED, Audience.UPLOADER): ("File quarantined", "{file} was quarantined: {reason}."),
-        (PushKind.COMPLETED, Audience.UPLOADER): ("File ready", "{file} is now available in {project}."),
-        (PushKind.QUARANTINED, Audience.ADMIN): (
-            "File quarantined in {project}",
-            "{file} was quarantined: {reason}.",
-        ),
-    },
+# (title, body) per kind and audience, gettext msgids; %(file)s, %(project)s, %(reason)s are filled in.
+_TEXTS: dict[tuple[PushKind, Audience], tuple[str, str]] = {
+    (PushKind.FAILED, Audience.UPLOADER): (N_("Your upload failed"), N_("%(file)s: %(reason)s.")),
+    (PushKind.QUARANTINED, Audience.UPLOADER): (
+        N_("File quarantined"),
+        N_("%(file)s was quarantined: %(reason)s."),
+    ),
+    (PushKind.COMPLETED, Audience.UPLOADER): (
+        N_("File ready"),
+        N_("%(file)s is now available in %(project)s."),
+    ),
+    (PushKind.QUARANTINED, Audience.ADMIN): (
+        N_("File quarantined in %(project)s"),
+        N_("%(file)s was quarantined: %(reason)s."),
+    ),
 }
+
+# Android notification channels (the app creates them; users can tune each in settings).
+ANDROID_CHANNEL_ALERTS = "buildpeer_alerts"  # failed / quarantined: high importance, sound
+ANDROID_CHANNEL_UPDATES = "buildpeer_updates"  # processing completed: default importance
 
 
 def _short(text: str, limit: int = MAX_NAME) -> str:
@@ -62,14 +43,14 @@ def _short(text: str, limit: int = MAX_NAME) -> str:
 def localized_text(
     kind: PushKind, audience: Audience, locale: str, *, file_name: str, project_name: str, reason: str | None
 ) -> tuple[str, str]:
-    loc = pick_locale(locale)
-    title, body = _TEXTS[loc][(kind, audience)]
+    tr = translator(locale)
+    title, body = _TEXTS[(kind, audience)]
     values = {
         "file": _short(file_name) or "—",
         "project": _short(project_name, 40) or "—",
-        "reason": reason_text(reason, loc),
+        "reason": reason_text(reason, tr.locale),
     }
-    return title.format(**values), body.format(**values)
+    return tr.gettext(title, **values), tr.gettext(body, **values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +110,9 @@ def build_message(
     public_url: str,
     ttl_seconds: int,
     now: datetime,
+    badge: int | None = None,
 ) -> PushMessage:
+    """``badge``: the user's unread inbox count (the app icon's badge)."""
     title, body = localized_text(
         kind,
         audience,
@@ -158,10 +141,20 @@ def build_message(
             "collapse_key": key,
             "priority": "high" if high else "normal",
             "ttl": f"{ttl_seconds}s",
-            "notification": {"tag": key, "click_action": "OPEN_UPLOAD"},
+            "notification": {
+                "tag": key,  # one notification per upload: a later one replaces it
+                "click_action": "OPEN_UPLOAD",
+                "channel_id": ANDROID_CHANNEL_ALERTS if high else ANDROID_CHANNEL_UPDATES,
+                **({"notification_count": badge} if badge is not None else {}),
+            },
         }
     elif platform == "ios":
         expiration = int((now + timedelta(seconds=ttl_seconds)).timestamp()) if ttl_seconds else 0
+        aps: dict[str, Any] = {"thread-id": f"project-{facts.project_id}"}  # grouped per project
+        if high:
+            aps["sound"] = "default"  # only failures and quarantines make a sound
+        if badge is not None:
+            aps["badge"] = badge
         apns = {
             "headers": {
                 "apns-collapse-id": key,
@@ -169,7 +162,7 @@ def build_message(
                 "apns-expiration": str(expiration),
                 "apns-push-type": "alert",
             },
-            "payload": {"aps": {"sound": "default", "thread-id": f"project-{facts.project_id}"}},
+            "payload": {"aps": aps},
         }
     else:
         webpush = {

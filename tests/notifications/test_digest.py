@@ -205,9 +205,9 @@ async def test_locales_html_and_text(
     service = _service(pool, redis, settings, SmtpSender(smtp_sink.url), s3_client)
     await service.run_day(DAY)
     expected = {
-        "mx": ("es", "Resumen del 09/03: 3 archivos en 1 proyectos", "lunes 9 de marzo de 2026"),
-        "sp": ("pt-BR", "Resumo de 09/03: 2 arquivos em 1 projetos", "segunda-feira 9 de março de 2026"),
-        "en": ("en", "Digest for Mar 9: 3 files in 1 projects", "Monday, March 9, 2026"),
+        "mx": ("es", "Resumen del 9 mar: 3 archivos en 1 proyecto", "lunes, 9 de marzo de 2026"),
+        "sp": ("pt-BR", "Resumo de 9 de mar.: 2 arquivos em 1 projeto", "segunda-feira, 9 de março de 2026"),
+        "en": ("en", "Digest for Mar 9: 3 files in 1 project", "Monday, March 9, 2026"),
     }
     for who, (lang, subject, day) in expected.items():
         message = _one(smtp_sink, seeded[who])
@@ -241,7 +241,7 @@ async def test_unsubscribe_one_post_stops_next_digest(
     link = message["List-Unsubscribe"].strip("<>")
     path = link.removeprefix(settings.public_url)
     page = await client.get(path)  # a GET (link scanner) changes nothing
-    assert page.status_code == 200 and "Deixar de receber o resumo diário" in page.text
+    assert page.status_code == 200 and "Deixar de receber o resumo em" in page.text
     assert '<form method="post"' in page.text
     response = await client.post(
         path,

@@ -56,7 +56,7 @@ def test_script_file_name_is_escaped_everywhere_in_html() -> None:
 def test_empty_project_and_empty_day() -> None:
     idle = ProjectDay(uuid.uuid4(), "Obra Vacía")
     subject, html, text = _render(DigestData(_recipient(), DAY, [idle]))
-    assert subject == "Resumen del 09/03: sin actividad"
+    assert subject == "Resumen del 9 mar: sin actividad"
     assert "No hubo actividad en tus proyectos ese día." in html and "Sin actividad" in html
     assert "- Obra Vacía: Sin actividad" in text
     subject, html, text = _render(DigestData(_recipient("en"), DAY, []))  # a user with no projects
@@ -69,7 +69,7 @@ def test_many_projects_are_listed_active_first_then_capped() -> None:
     projects[7].document, projects[7].failed = 2, 2
     data = DigestData(_recipient("pt-BR"), DAY, projects)
     subject, html, text = _render(data)
-    assert subject == "Resumo de 09/03: 7 arquivos em 2 projetos"
+    assert subject == "Resumo de 9 de mar.: 7 arquivos em 2 projetos"
     lines = [line for line in text.splitlines() if line.startswith("- Obra")]
     assert len(lines) == 50
     assert lines[0].startswith("- Obra 042: 5") and lines[1].startswith("- Obra 007: 2")
@@ -96,9 +96,9 @@ def test_very_long_names_are_shortened_keeping_the_extension() -> None:
 @pytest.mark.parametrize(
     ("locale", "heading", "unsubscribe"),
     [
-        ("es", "Resumen diario", "Dejar de recibir el resumen diario"),
-        ("pt-BR", "Resumo diário", "Deixar de receber o resumo diário"),
-        ("en", "Daily digest", "Stop receiving the daily digest"),
+        ("es", "Resumen diario", "Dejar de recibir el resumen"),
+        ("pt-BR", "Resumo diário", "Deixar de receber o resumo"),
+        ("en", "Daily digest", "Stop receiving these digests"),
     ],
 )
 def test_locales_and_mime_structure(locale: str, heading: str, unsubscribe: str) -> None:

@@ -58,12 +58,14 @@ async def test_app_runs_the_push_consumer(
             if fcm.messages_to(token):
                 break
             await asyncio.sleep(0.05)
-    assert sorted(c.name for c in started) == ["digest-scheduler", "push-notifier"]
+    assert sorted(c.name for c in started) == ["digest-scheduler", "email-events", "push-notifier"]
     push = next(c for c in started if c.name == "push-notifier")
     assert push.error is None
     [message] = fcm.messages_to(token)
     assert message["notification"]["title"] == "File ready"
     assert message["apns"]["headers"]["apns-priority"] == "5"
+    aps = message["apns"]["payload"]["aps"]
+    assert "sound" not in aps and aps["thread-id"] == f"project-{t.projects[0]}" and aps["badge"] == 1
 
 
 async def test_cli_digest_command(
@@ -102,7 +104,7 @@ async def test_cli_digest_command(
     assert code == 0
     out = orjson.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["date"] == "2026-02-02" and out["results"].get("sent", 0) >= 1
-    investor_mails = [m for m in smtp_sink.mails if m.parsed()["Subject"].startswith("Resumen del 02/02: 1 ")]
+    investor_mails = [m for m in smtp_sink.mails if m.parsed()["Subject"].startswith("Resumen del 2 feb: 1 ")]
     assert len(investor_mails) == 1
     code = await asyncio.to_thread(main, ["digest", "--date", "2026-02-02", "--json"])
     out = orjson.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -98,26 +98,29 @@ async def create_upload(
     data: bytes,
     put: bool = True,
     status: str = "uploading",
+    declared_size: int | None = None,
+    declared_sha256: str | None = None,
 ) -> UploadRef:
     """The upload row (as the Uploads API would create it) and, with ``put``, the object —
-    whose S3 event starts the pipeline."""
+    whose S3 event starts the pipeline. The declared size is ``len(data)`` unless given."""
     upload_id = uuid.uuid4()
     project_id = tenant.projects[0]
     key = original_key(tenant.tenant_id, project_id, upload_id, file_name)
     async with tenant_transaction(pool, tenant.tenant_id) as conn:
         await conn.execute(
             """INSERT INTO uploads (tenant_id, upload_id, project_id, uploader_id, file_name, declared_type,
-                 size_bytes, s3_key, status)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+                 size_bytes, s3_key, status, declared_sha256)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
             tenant.tenant_id,
             upload_id,
             project_id,
             tenant.users["field_worker"],
             file_name,
             declared_type,
-            len(data),
+            len(data) if declared_size is None else declared_size,
             key,
             status,
+            declared_sha256,
         )
     if put:
         await asyncio.to_thread(

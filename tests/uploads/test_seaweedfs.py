@@ -1,10 +1,14 @@
-"""Our presigned URLs against an S3 that checks signatures (SeaweedFS ``weed mini``):
-moto accepts anything, so here a tampered, expired or mis-headed request must get 403
-while the URLs we hand out work."""
+"""Our presigned URLs and POST policies against an S3 that checks signatures (SeaweedFS
+``weed mini``): moto accepts anything, so here a tampered, expired or mis-headed request, a
+form upload of another size, type, key or bytes than its policy binds, and a part of another
+length or sha256 than signed must be refused, while what we hand out works."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import io
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,12 +19,14 @@ import boto3
 import httpx
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
+from cli.uploader import Uploader
 from core.settings import Settings
 from devstack.process import ManagedProcess, free_port, wait_until
 from server.app import create_app
 from tests.conftest import TenantFixture
-from tests.uploads.conftest import MIB, create_multipart, put_bytes, sign_part
+from tests.uploads.conftest import MIB, create_multipart, post_form, put_bytes, sign_part
 
 WEED = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "weed"
 BUCKET = "bptest-uploads"
@@ -131,39 +137,80 @@ def tamper(url: str, **changes: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-async def test_single_put_with_signed_content_type(
-    weed_client: httpx.AsyncClient, tenant: TenantFixture, seaweed: Seaweed
-) -> None:
-    data = b"\xff\xd8\xff" + b"j" * MIB
-    r = await weed_client.get(
+async def policy(
+    client: httpx.AsyncClient, tenant: TenantFixture, name: str, mime: str, **extra: Any
+) -> dict[str, Any]:
+    r = await client.get(
         "/s3/params",
-        params={
-            "filename": "frente.jpg",
-            "type": "image/jpeg",
-            "metadata[projectId]": str(tenant.projects[0]),
-        },
+        params={"filename": name, "type": mime, "metadata[projectId]": str(tenant.projects[0]), **extra},
         headers=tenant.auth(),
     )
     assert r.status_code == 200, r.text
-    params = r.json()
-    url, key = params["url"], params["fields"]["key"]
-    # Refused: another Content-Type than the signed one, none at all, a tampered signature,
-    # a stretched expiry, and the same signature on another key.
-    assert (await put_bytes(url, data, {"content-type": "image/png"})).status_code == 403
-    assert (await put_bytes(url, data)).status_code == 403
-    sig = dict(parse_qsl(urlsplit(url).query))["X-Amz-Signature"]
-    assert (
-        await put_bytes(tamper(url, **{"X-Amz-Signature": "0" + sig[1:]}), data, params["headers"])
-    ).status_code == 403
-    assert (
-        await put_bytes(tamper(url, **{"X-Amz-Expires": "604800"}), data, params["headers"])
-    ).status_code == 403
-    other = url.replace("frente.jpg", "otro.jpg")
-    assert (await put_bytes(other, data, params["headers"])).status_code == 403
-    # Accepted exactly as handed out.
-    ok = await put_bytes(url, data, params["headers"])
-    assert ok.status_code == 200, ok.text
-    assert seaweed.client().get_object(Bucket=BUCKET, Key=key)["Body"].read() == data
+    signed: dict[str, Any] = r.json()
+    assert signed["method"] == "POST"
+    return signed
+
+
+def stored(seaweed: Seaweed, key: str) -> bytes | None:
+    try:
+        body: bytes = seaweed.client().get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    except ClientError:
+        return None
+    return body
+
+
+async def test_post_policy_refuses_more_bytes_another_type_another_key_or_other_bytes(
+    weed_client: httpx.AsyncClient, tenant: TenantFixture, seaweed: Seaweed
+) -> None:
+    data = b"\xff\xd8\xff" + b"j" * MIB
+    signed = await policy(
+        weed_client,
+        tenant,
+        "frente.jpg",
+        "image/jpeg",
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    key = signed["fields"]["key"]
+    other_key = key.replace("frente.jpg", "otro.jpg")
+    same_length_other_bytes = data[:-1] + b"k"
+    # Larger (and smaller) than declared: S3 checks content-length-range.
+    assert (await post_form(signed, data + b"x")).status_code == 400
+    assert (await post_form(signed, data[:-1])).status_code == 400
+    # Another type or another key than the policy names: 403.
+    assert (await post_form(signed, data, **{"Content-Type": "image/png"})).status_code == 403
+    assert (await post_form(signed, data, key=other_key)).status_code == 403
+    # The declared sha256 is in the policy: other bytes of the same length are refused (BadDigest).
+    corrupted = await post_form(signed, same_length_other_bytes)
+    assert corrupted.status_code == 400 and "BadDigest" in corrupted.text
+    # A tampered policy (a larger range) no longer matches its signature.
+    forged = json.loads(base64.b64decode(signed["fields"]["policy"]))
+    forged["conditions"] = [
+        ["content-length-range", 1, 10 * MIB] if isinstance(c, list) else c for c in forged["conditions"]
+    ]
+    forged_policy = base64.b64encode(json.dumps(forged).encode()).decode()
+    assert (await post_form(signed, data + b"x", policy=forged_policy)).status_code == 403
+    assert stored(seaweed, key) is None and stored(seaweed, other_key) is None
+    # Accepted exactly as handed out, with the ETag stock Uppy reads.
+    ok = await post_form(signed, data)
+    assert ok.status_code == 204, ok.text
+    assert ok.headers["etag"]
+    assert stored(seaweed, key) == data
+
+
+async def test_post_policy_without_a_size_allows_up_to_the_single_upload_limit(
+    settings: Settings, seaweed: Seaweed, tenant: TenantFixture
+) -> None:
+    small = settings.replace(aws_endpoint_url=seaweed.url, bucket=BUCKET, single_put_max_bytes=64 * 1024)
+    app = create_app(small, run_components=False)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            signed = await policy(c, tenant, "nota.pdf", "application/pdf")
+            assert (await post_form(signed, b"%PDF" + b"x" * (64 * 1024))).status_code == 400  # one byte over
+            assert (await post_form(signed, b"")).status_code == 400  # nothing at all
+            ok = await post_form(signed, b"%PDF" + b"x" * (64 * 1024 - 4))
+            assert ok.status_code == 204, ok.text
 
 
 async def test_multipart_parts_and_complete(
@@ -208,3 +255,88 @@ async def test_expired_url_is_refused_and_resigning_recovers(
             assert (await put_bytes(url, b"late")).status_code == 403
             fresh = await sign_part(c, h, mp, 1)  # a URL that expired mid-upload is no dead end
             assert (await put_bytes(fresh, b"late")).status_code == 200
+
+
+async def test_parts_are_bound_to_their_declared_length_and_sha256(
+    weed_client: httpx.AsyncClient, tenant: TenantFixture, seaweed: Seaweed
+) -> None:
+    data = bytes(range(256)) * (5 * MIB // 256) + b"resto" * 200
+    first, last = data[: 5 * MIB], data[5 * MIB :]
+    h = tenant.auth()
+    created = await weed_client.post(
+        "/s3/multipart",
+        json={
+            "filename": "plano.pdf",
+            "type": "application/pdf",
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "metadata": {"projectId": str(tenant.projects[0])},
+        },
+        headers=h,
+    )
+    assert created.status_code == 200, created.text
+    mp = created.json()
+    q = {"key": mp["key"]}
+
+    async def signed(n: int, chunk: bytes) -> dict[str, Any]:
+        r = await weed_client.get(
+            f"/s3/multipart/{mp['uploadId']}/{n}",
+            params={**q, "sha256": hashlib.sha256(chunk).hexdigest()},
+            headers=h,
+        )
+        assert r.status_code == 200, r.text
+        answer: dict[str, Any] = r.json()
+        return answer
+
+    one = await signed(1, first)
+    assert (
+        await put_bytes(one["url"], first + b"x", one["headers"])
+    ).status_code == 403  # longer than signed
+    assert (await put_bytes(one["url"], first[:-1], one["headers"])).status_code == 403  # shorter
+    assert (await put_bytes(one["url"], first)).status_code == 403  # the checksum header is signed
+    flipped = await put_bytes(one["url"], b"\x01" + first[1:], one["headers"])
+    assert flipped.status_code == 400 and "BadDigest" in flipped.text  # S3 checked the part's sha256
+    parts = []
+    for n, chunk in ((1, first), (2, last)):
+        s = await signed(n, chunk)
+        r = await put_bytes(s["url"], chunk, s["headers"])
+        assert r.status_code == 200, r.text
+        parts.append(
+            {
+                "PartNumber": n,
+                "ETag": r.headers["etag"],
+                "ChecksumSHA256": s["headers"]["x-amz-checksum-sha256"],
+            }
+        )
+    done = await weed_client.post(
+        f"/s3/multipart/{mp['uploadId']}/complete", params=q, json={"parts": parts}, headers=h
+    )
+    assert done.status_code == 200, done.text
+    assert stored(seaweed, mp["key"]) == data
+
+
+async def test_cli_upload_end_to_end_against_seaweedfs(
+    settings: Settings, seaweed: Seaweed, tenant: TenantFixture, live_server: Any, tmp_path: Path
+) -> None:
+    """``buildpeer upload`` signs each part's sha256 and length: a server that checks them
+    takes the whole file."""
+    app = create_app(settings.replace(aws_endpoint_url=seaweed.url, bucket=BUCKET), run_components=False)
+    server = live_server(app=app)
+    data = bytes(range(251)) * (11 * MIB // 251)
+    file = tmp_path / "levantamiento.pdf"
+    file.write_bytes(data)
+
+    def upload() -> Any:
+        with Uploader(
+            server.url, tenant.tokens["field_worker"], state_dir=tmp_path / "s", stream=io.StringIO()
+        ) as up:
+            return up.upload(file, str(tenant.projects[0]))
+
+    result = await asyncio.to_thread(upload)
+    assert result.parts == 3 and result.sha256 == hashlib.sha256(data).hexdigest()
+    assert stored(seaweed, result.key) == data
+    async with httpx.AsyncClient(base_url=server.url) as api:
+        doc = (await api.get(f"/api/v1/uploads/{result.id}", headers=tenant.auth())).json()
+    assert (
+        doc["status"] == "uploaded" and doc["declared_sha256"] == result.sha256 and doc["size"] == len(data)
+    )

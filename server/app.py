@@ -23,8 +23,9 @@ from server import dashboard, derivatives_api, notifications_api, openapi, realt
 from server.auth import TokenVerifier
 from server.errors import EXCEPTION_HANDLERS
 from server.health import health
-from server.metrics import metrics_endpoint
+from server.metrics import MetricsListener
 from server.middleware import CORSMiddleware, RequestContextMiddleware
+from server.proxies import ClientAddressMiddleware
 from server.status_cache import StatusCache
 from server.telemetry import setup_tracing, shutdown_tracing
 from server.uploads.ratelimit import RateLimitMiddleware
@@ -54,13 +55,12 @@ def aws_client_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
-openapi.document_builtin(health, metrics_endpoint)
+openapi.document_builtin(health)
 
 
 def _routes() -> list[BaseRoute]:
     routes: list[BaseRoute] = [
-        Route("/health", health, methods=["GET"]),
-        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),  # /metrics: the internal listener only
     ]
     # Feature routes register here (one line each).
     routes += uploads.routes()
@@ -91,6 +91,10 @@ def create_app(settings: Settings, *, run_components: bool = True) -> Starlette:
         async with AsyncExitStack() as stack:
             provider = setup_tracing(settings)
             stack.callback(shutdown_tracing, provider)
+            if settings.metrics_port:
+                app.state.metrics_listener = MetricsListener(settings.metrics_host, settings.metrics_port)
+                await app.state.metrics_listener.start()
+                stack.push_async_callback(app.state.metrics_listener.stop)
             if not settings.database_url or not settings.redis_url:
                 raise RuntimeError("BUILDPEER_DATABASE_URL and BUILDPEER_REDIS_URL must be set")
             app.state.pool = await create_pool(
@@ -115,6 +119,7 @@ def create_app(settings: Settings, *, run_components: bool = True) -> Starlette:
     app = Starlette(
         routes=_routes(),
         middleware=[
+            Middleware(ClientAddressMiddleware, trusted=settings.trusted_proxies),  # first: who asks
             Middleware(RequestContextMiddleware),
             Middleware(
                 CORSMiddleware,

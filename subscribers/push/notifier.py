@@ -221,8 +221,7 @@ class PushNotifier:
     ) -> list[SendResult]:
         """The user is live in the app: give them ``push_defer_seconds`` to read it there."""
         user_id = target.person.user_id
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._settings.push_defer_seconds
+        waited, wait = 0.0, float(self._settings.push_defer_seconds)
         while True:
             if await self._inbox.is_read(event.tenant_id, user_id, source):
                 async with tenant_transaction(self._pool, event.tenant_id) as conn:
@@ -231,10 +230,11 @@ class PushNotifier:
                 NOTIFICATIONS.labels("push", "suppressed").inc(len(devices))
                 log.info("push suppressed: read in the app", extra={"event_id": str(event.id)})
                 return [SendResult(Outcome.SUPPRESSED, 0) for _ in devices]
-            left = deadline - loop.time()
-            if left <= 0:
+            if waited >= wait:
                 break
-            await self._sleep(min(self._poll, left))
+            step = min(self._poll, wait - waited)
+            await self._sleep(step)
+            waited += step
         badges = {user_id: await self._inbox.unread(event.tenant_id, user_id)}
         now = self._clock()
         return list(

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from urllib.parse import unquote, urlsplit
 
 from cli import CommandError
 from cli.output import add_json_flag, emit
@@ -19,8 +20,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     dsn = settings.owner_database_url
     if not dsn:
         raise CommandError("BUILDPEER_DATABASE_URL (or BUILDPEER_MIGRATE_DATABASE_URL) is not set")
+    # The role the application connects as: refused when superuser or BYPASSRLS.
+    username = urlsplit(settings.database_url).username if settings.database_url else None
+    app_user = unquote(username) if username else None
     try:
-        applied = asyncio.run(migrate(dsn))
+        applied = asyncio.run(migrate(dsn, app_roles=[app_user] if app_user else []))
     except (OSError, MigrationError) as exc:
         raise CommandError(str(exc)) from exc
     emit(args, {"applied": applied}, f"applied {len(applied)} migration(s): {', '.join(applied) or 'none'}")

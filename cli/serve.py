@@ -30,12 +30,21 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def serve(settings: Settings, *, host: str, port: int) -> None:
-    uvicorn.run(
+    uvicorn.Server(uvicorn_config(settings, host=host, port=port)).run()
+
+
+def uvicorn_config(settings: Settings, *, host: str, port: int) -> uvicorn.Config:
+    """How the server runs. uvicorn's proxy headers are off: the client address behind
+    CloudFront and the ALB is :mod:`server.proxies`'s to decide, from
+    ``BUILDPEER_TRUSTED_PROXIES`` (uvicorn would otherwise trust X-Forwarded-For from
+    127.0.0.1, and rewrite the peer before the app could see it)."""
+    return uvicorn.Config(
         create_app(settings),
         host=host,
         port=port,
         log_config=None,
-        proxy_headers=True,
+        proxy_headers=False,
+        forwarded_allow_ips=[],
         timeout_graceful_shutdown=20,
         ws_max_size=64 * 1024,
     )

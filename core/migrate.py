@@ -1,13 +1,16 @@
 """Plain SQL migrations (``core/migrations/NNNN_name.sql``), applied in order, once each.
 
 Run as the migration owner. The runner ensures the application role exists: it logs in,
-is not a superuser, cannot bypass row-level security and owns nothing.
+is not a superuser, cannot bypass row-level security and owns nothing; and it refuses to
+run at all when the role the application connects as is a superuser or has BYPASSRLS
+(row-level security would not apply to it).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 
@@ -52,17 +55,38 @@ async def ensure_app_role(conn: asyncpg.Connection, password: str | None = None)
         await conn.execute(f"ALTER ROLE {APP_ROLE} PASSWORD {_literal(password)}")
 
 
+async def check_app_roles(conn: asyncpg.Connection, roles: Iterable[str]) -> None:
+    """:class:`MigrationError` when an application role would not be bound by RLS."""
+    for role in sorted(set(roles)):
+        row = await conn.fetchrow("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1", role)
+        if row is None:
+            continue  # not created yet: the app cannot log in as it either
+        powers = [
+            name
+            for name, held in (("SUPERUSER", row["rolsuper"]), ("BYPASSRLS", row["rolbypassrls"]))
+            if held
+        ]
+        if powers:
+            raise MigrationError(
+                f"application role {role} has {' and '.join(powers)}, so row-level security would not "
+                "apply to it; connect the application as a plain role (BUILDPEER_DATABASE_URL) and "
+                "migrate as the owner (BUILDPEER_MIGRATE_DATABASE_URL)"
+            )
+
+
 def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-async def migrate(dsn: str, *, app_password: str | None = None) -> list[str]:
-    """Apply pending migrations; returns the versions applied."""
+async def migrate(dsn: str, *, app_password: str | None = None, app_roles: Iterable[str] = ()) -> list[str]:
+    """Apply pending migrations; returns the versions applied. ``app_roles``: the roles the
+    application connects as besides ``buildpeer_app`` (the user of its database URL)."""
     conn = await asyncpg.connect(dsn)
     applied_now: list[str] = []
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
         await ensure_app_role(conn, app_password)
+        await check_app_roles(conn, [APP_ROLE, *app_roles])
         await conn.execute(
             """CREATE TABLE IF NOT EXISTS schema_migrations (
                  version text PRIMARY KEY,

@@ -257,6 +257,13 @@ class Settings:
         "longest visibility timeout, so a redelivery or the dead-letter queue decides first)",
     )
     ocr_max_pages: int = _setting(_int(0, 100), 3, "Pages OCR'd when a PDF has no text layer")
+    document_max_pages: int = _setting(_int(1), 5000, "PDFs with more pages fail (`too_complex`)")
+    document_page_seconds: float = _setting(
+        _float(0.01), 30.0, "Time limit of one PDF page (render, text or OCR); past it `too_complex`"
+    )
+    document_file_seconds: float = _setting(
+        _float(0.01), 180.0, "Time limit of one PDF, all pages (under the document function's timeout)"
+    )
     worker_concurrency: int = _setting(_int(1, 100), 4, "Concurrent handler invocations per queue")
     image_max_pixels: int = _setting(
         _int(1), 120_000_000, "Larger images fail as decompression bombs (width x height)"

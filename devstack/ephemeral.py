@@ -46,6 +46,7 @@ def ephemeral_services(base_dir: Path, **settings: Any) -> Iterator[EphemeralSer
             "redis_url": redis.url,
             "aws_endpoint_url": moto.url,
             "var_dir": base_dir / "var",
+            "metrics_port": 0,  # many apps per process: a test that scrapes asks for a listener
             **settings,
         }
         configured = Settings(**values)

@@ -6,16 +6,18 @@ Algorithms are an allowlist fixed by configuration, never taken from the token, 
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 import uuid
 from collections import OrderedDict
 from typing import Any
 
 import jwt
-from jwt import PyJWKClient
 
 from core.auth import Principal, Role
 from core.settings import Settings
+from server.jwks import JwksError, JwksKeys
 
 VERIFIED_CACHE_SIZE = 10_000
 
@@ -34,16 +36,37 @@ class TokenVerifier:
         if not settings.jwt_secret and not settings.jwt_jwks_url:
             raise ValueError("BUILDPEER_JWT_SECRET or BUILDPEER_JWT_JWKS_URL must be set")
         self._secret = settings.jwt_secret
-        self._jwks = (
-            PyJWKClient(settings.jwt_jwks_url, cache_keys=True, lifespan=300, timeout=5)
+        self.jwks = (
+            JwksKeys(
+                settings.jwt_jwks_url,
+                ttl_seconds=settings.jwt_jwks_cache_seconds,
+                min_refresh_seconds=settings.jwt_jwks_min_refresh_seconds,
+            )
             if settings.jwt_jwks_url
             else None
         )
         self._audience = settings.jwt_audience
+        self._issuer = settings.jwt_issuer
         self._leeway = settings.jwt_leeway_seconds
         # Verified tokens, until their exp: polling clients send the same token many times
-        # a minute. Bounded; the oldest entries go first.
+        # a minute. Bounded; the oldest entries go first. Worker threads verify too (JWKS).
         self._verified: OrderedDict[str, Principal] = OrderedDict()
+        self._verified_lock = threading.Lock()
+
+    @property
+    def blocking(self) -> bool:
+        """Whether verifying may block (RS256: a JWKS fetch, an RSA verification)."""
+        return self.jwks is not None
+
+    async def verify_async(self, token: str) -> Principal:
+        """:meth:`verify` for the event loop: a token not in the cache is verified in a worker
+        thread when verifying may block (JWKS)."""
+        principal = self.cached(token)
+        if principal is not None:
+            return principal
+        if self.blocking:
+            return await asyncio.to_thread(self.verify, token)
+        return self.verify(token)
 
     def cached(self, token: str) -> Principal | None:
         """The principal of a token verified before and not expired since: one dictionary
@@ -54,20 +77,21 @@ class TokenVerifier:
         return None
 
     def verify(self, token: str, *, allow_expired: bool = False) -> Principal:
-        """The token's principal, or :class:`AuthError`."""
+        """The token's principal, or :class:`AuthError` (blocking with JWKS: call it from a
+        thread, or use :meth:`verify_async`)."""
         cached = self._verified.get(token)
         if cached is not None and (allow_expired or cached.expires_at + self._leeway > time.time()):
             return cached
         principal = self._verify(token, allow_expired=allow_expired)
         if not allow_expired:
-            self._verified[token] = principal
-            if len(self._verified) > VERIFIED_CACHE_SIZE:
-                self._verified.popitem(last=False)
+            with self._verified_lock:
+                self._verified[token] = principal
+                if len(self._verified) > VERIFIED_CACHE_SIZE:
+                    self._verified.popitem(last=False)
         return principal
 
     def _verify(self, token: str, *, allow_expired: bool) -> Principal:
-        """Full verification; blocking only when a JWKS key must be fetched (cached five
-        minutes)."""
+        """Full verification; blocking when a JWKS fetch is due (see :mod:`server.jwks`)."""
         if not token or len(token) > 8192:
             raise AuthError("invalid_token", "missing or oversized token")
         try:
@@ -78,11 +102,12 @@ class TokenVerifier:
         key: Any
         if alg == "HS256" and self._secret:
             key = self._secret
-        elif alg == "RS256" and self._jwks is not None:
+        elif alg == "RS256" and self.jwks is not None:
+            kid = header.get("kid")
             try:
-                key = self._jwks.get_signing_key_from_jwt(token).key
-            except jwt.PyJWKClientError as exc:
-                raise AuthError("invalid_token", f"signing key not found: {exc}") from exc
+                key = self.jwks.key(kid if isinstance(kid, str) else None)
+            except JwksError as exc:
+                raise AuthError("invalid_token", str(exc)) from exc
         else:
             raise AuthError("invalid_token", f"algorithm {alg!r} is not accepted")
         try:
@@ -91,9 +116,10 @@ class TokenVerifier:
                 key,
                 algorithms=[alg],
                 audience=self._audience,
+                issuer=self._issuer,
                 leeway=self._leeway,
                 options={
-                    "require": ["exp", "sub", "aud"],
+                    "require": ["exp", "sub", "aud", *(["iss"] if self._issuer else [])],
                     "verify_exp": not allow_expired,
                 },
             )
@@ -101,6 +127,8 @@ class TokenVerifier:
             raise AuthError("token_expired", "token expired") from exc
         except jwt.InvalidAudienceError as exc:
             raise AuthError("invalid_token", "wrong audience") from exc
+        except jwt.InvalidIssuerError as exc:
+            raise AuthError("invalid_token", "wrong issuer") from exc
         except jwt.MissingRequiredClaimError as exc:
             raise AuthError("invalid_token", f"missing claim {exc.claim}") from exc
         except jwt.PyJWTError as exc:
@@ -146,4 +174,6 @@ def mint_token(
         "iat": now,
         "exp": now + ttl_seconds,
     }
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
     return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")

@@ -1,10 +1,15 @@
-"""Prometheus metrics of the server process (``GET /metrics``)."""
+"""Prometheus metrics of the server process, served as ``GET /metrics`` by an internal
+listener of their own (``BUILDPEER_METRICS_HOST``:``BUILDPEER_METRICS_PORT``), never on the
+public port: the labels name tenants, which only operators may see."""
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
-from starlette.requests import Request
-from starlette.responses import Response
+import asyncio
+import logging
+import threading
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import Counter, Gauge, Histogram, start_wsgi_server
 
 from core.metrics import NOTIFICATIONS, PROCESSOR_DURATION, SQS_MESSAGES
 
@@ -33,6 +38,36 @@ FANOUT_LATENCY = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
 )
 
+log = logging.getLogger(__name__)
 
-async def metrics_endpoint(request: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+class MetricsListener:
+    """The internal ``/metrics`` listener: a small threaded HTTP server owned by the app's
+    lifespan (started before the components, stopped after them)."""
+
+    name = "metrics-listener"
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
+
+    async def start(self) -> None:
+        self._server, self._thread = start_wsgi_server(self.port, addr=self.host)
+        self.port = self._server.server_port  # the bound one, when asked for port 0
+        log.info("metrics listener started", extra={"url": self.url})
+
+    async def stop(self) -> None:
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is None or thread is None:
+            return
+        await asyncio.to_thread(server.shutdown)
+        server.server_close()
+        await asyncio.to_thread(thread.join, 5)

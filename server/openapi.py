@@ -178,7 +178,7 @@ async def openapi_json(request: Request) -> Response:
 
 
 # The skeleton's own endpoints, documented here rather than in their modules.
-def document_builtin(health: Any, metrics: Any) -> None:
+def document_builtin(health: Any) -> None:
     describe(
         health,
         "get",
@@ -189,15 +189,6 @@ def document_builtin(health: Any, metrics: Any) -> None:
                 "200": json_response({"type": "object"}, "PostgreSQL, Redis and S3 answer"),
                 "503": json_response({"type": "object"}, "Something is down (named in the body)"),
             },
-        },
-    )
-    describe(
-        metrics,
-        "get",
-        {
-            "summary": "Prometheus metrics",
-            "operationId": "metrics",
-            "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {}}}},
         },
     )
     describe(

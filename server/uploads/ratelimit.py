@@ -1,9 +1,13 @@
 """Request rate limits in Redis: per client IP and per tenant, fixed one-minute windows
 shared by every server instance. Over the limit: 429 with ``Retry-After``.
 
-Pure ASGI middleware. The tenant comes from a *verified* bearer token (an unverified
-``tid`` would let anyone spend another tenant's budget); requests without one count
-against their IP only. Health checks, metrics and CORS preflights are not counted.
+Pure ASGI middleware. The client IP is ``scope["client"]`` as :mod:`server.proxies` set it
+from the trusted proxy chain (``BUILDPEER_TRUSTED_PROXIES``): behind CloudFront and the ALB
+each viewer has its own budget, and a forged ``X-Forwarded-For`` from outside the chain
+names nobody. The tenant comes from a *verified* bearer token (an unverified ``tid`` would
+let anyone spend another tenant's budget; with a JWKS it is verified off the event loop);
+requests without one count against their IP only. Health checks and CORS preflights are
+not counted.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from server.auth import AuthError, TokenVerifier
 
 log = logging.getLogger(__name__)
 WINDOW_SECONDS = 60
-EXEMPT_PATHS = frozenset({"/health", "/metrics"})
+EXEMPT_PATHS = frozenset({"/health"})
 
 
 def window_key(kind: str, ident: str, window: int) -> str:
@@ -43,7 +47,7 @@ class RateLimitMiddleware:
         if settings.rate_limit_ip_per_minute and scope.get("client"):
             checks.append(("ip", scope["client"][0], settings.rate_limit_ip_per_minute))
         if settings.rate_limit_tenant_per_minute:
-            tenant = _tenant(scope, state.verifier)
+            tenant = await _tenant(scope, state.verifier)
             if tenant:
                 checks.append(("tenant", tenant, settings.rate_limit_tenant_per_minute))
         if checks and redis is not None:
@@ -54,14 +58,14 @@ class RateLimitMiddleware:
         await self.app(scope, receive, send)
 
 
-def _tenant(scope: Scope, verifier: TokenVerifier) -> str | None:
+async def _tenant(scope: Scope, verifier: TokenVerifier) -> str | None:
     for name, value in scope["headers"]:
         if name == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 return None
             try:
-                return str(verifier.verify(token.strip()).tenant_id)
+                return str((await verifier.verify_async(token.strip())).tenant_id)
             except AuthError:
                 return None  # the route answers 401; the IP limit still counts it
     return None

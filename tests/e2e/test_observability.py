@@ -1,6 +1,7 @@
 """One upload end to end through every part of the system, observed from outside: one
 trace id spans the API request, the processor invocations and the hub's WebSocket
-publication (in-memory exporter), and ``/metrics`` shows every named metric moving.
+publication (in-memory exporter), and ``/metrics`` (the internal listener) shows every named
+metric moving.
 
 Path: presign (API) → PUT to S3 → EventBridge → SQS → worker (scan, metadata, image) →
 SNS → events consumer → Redis fan-out → a WebSocket client; SNS → push consumer → FCM.
@@ -28,6 +29,7 @@ from core.settings import Settings
 from devstack.aws import provision
 from devstack.clamd import EmbeddedClamd
 from devstack.fcm_emulator import FcmEmulator
+from devstack.process import free_port
 from tests.conftest import Stack, TenantFixture, running_worker
 from tests.realtime.wsclient import WsClient
 
@@ -67,8 +69,8 @@ def fcm(tmp_path: Path) -> Iterator[FcmEmulator]:
     emulator.stop()
 
 
-def _metrics(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = httpx.get(f"{base}/metrics", timeout=10).text
+def _metrics(metrics_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = httpx.get(metrics_url, timeout=10).text
     samples = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -116,11 +118,15 @@ async def test_one_upload_is_one_trace_and_moves_every_metric(
         fcm_credentials=str(fcm.credentials_path),
         fcm_endpoint=fcm.url,
         push_wait_seconds=1,
+        metrics_port=free_port(),
     )
     await asyncio.to_thread(provision, settings)
     server = live_server(settings_override=settings)
     base, project = server.url, str(tenant.projects[0])
-    before = await asyncio.to_thread(_metrics, base)
+    metrics_url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
+    public = await asyncio.to_thread(httpx.get, f"{base}/metrics", timeout=10)
+    assert public.status_code == 404  # never on the public port
+    before = await asyncio.to_thread(_metrics, metrics_url)
 
     ws = await WsClient.open(base.replace("http", "ws") + "/connection/websocket")
     assert "connect" in await ws.connect(tenant.tokens["field_worker"])
@@ -161,7 +167,7 @@ async def test_one_upload_is_one_trace_and_moves_every_metric(
             push = (await ws.publications(1, wait=30))[0]
             statuses.add(push["pub"]["data"].get("status"))
         await _until(lambda: asyncio.sleep(0, result=bool(fcm.state.messages)), "the push", seconds=30)
-        after = await asyncio.to_thread(_metrics, base)
+        after = await asyncio.to_thread(_metrics, metrics_url)
     await ws.close()
 
     # One trace: API request → processors → events consumer → hub publication.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.server
 import json
@@ -164,3 +165,139 @@ def test_verified_tokens_are_cached_but_still_expire() -> None:
     with pytest.raises(auth.AuthError) as info:
         verifier.verify(token)
     assert info.value.code == "token_expired"
+
+
+# ---- JWKS: https only, iss, refresh on an unknown kid (rate-limited), expiry, off the loop ----
+
+
+class Jwks:
+    """A local identity provider's JWKS endpoint whose keys the test rotates."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, rsa.RSAPrivateKey] = {
+            "k1": rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        }
+        self.fetches = 0
+        self.gate: threading.Event | None = None  # when set, a fetch waits for it
+        self.entered = threading.Event()
+        jwks = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                jwks.fetches += 1
+                jwks.entered.set()
+                if jwks.gate is not None:
+                    jwks.gate.wait(30)
+                keys = []
+                for kid, key in list(jwks.keys.items()):
+                    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+                    jwk.update(kid=kid, use="sig", alg="RS256")
+                    keys.append(jwk)
+                body = json.dumps({"keys": keys}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/.well-known/jwks.json"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def token(self, kid: str, **overrides: object) -> str:
+        key = self.keys.get(kid) or rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return jwt.encode(claims(**overrides), key, algorithm="RS256", headers={"kid": kid})
+
+
+@pytest.fixture
+def jwks() -> Iterator[Jwks]:
+    provider = Jwks()
+    provider.thread.start()
+    yield provider
+    if provider.gate is not None:
+        provider.gate.set()
+    provider.server.shutdown()
+    provider.server.server_close()
+
+
+def test_jwks_only_over_https_except_to_loopback() -> None:
+    from core.settings import SettingsError
+    from server.jwks import JwksKeys
+
+    for url in ("http://idp.example/.well-known/jwks.json", "http://10.0.0.5/jwks", "ftp://idp.example/j"):
+        with pytest.raises(SettingsError) as info:
+            Settings.from_env({"BUILDPEER_JWT_JWKS_URL": url})
+        assert info.value.variable == "BUILDPEER_JWT_JWKS_URL"
+        with pytest.raises(ValueError):
+            JwksKeys(url, ttl_seconds=300, min_refresh_seconds=30)
+    for url in ("https://idp.example/.well-known/jwks.json", "http://127.0.0.1:9/j", "http://localhost:9/j"):
+        assert Settings.from_env({"BUILDPEER_JWT_JWKS_URL": url}).jwt_jwks_url == url
+
+
+async def test_issuer_is_checked_when_configured(jwks: Jwks) -> None:
+    issuer = "https://idp.buildpeer.example/"
+    app = whoami_app(Settings(jwt_jwks_url=jwks.url, jwt_issuer=issuer))
+    assert (await call(app, jwks.token("k1", iss=issuer))).status_code == 200
+    wrong = await call(app, jwks.token("k1", iss="https://evil.example/"))
+    assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_token"
+    assert (await call(app, jwks.token("k1"))).status_code == 401  # no iss at all
+    # HS256 too; and without a configured issuer, iss is not required.
+    hs_app = whoami_app(Settings(jwt_secret=JWT_SECRET, jwt_issuer=issuer))
+    assert (await call(hs_app, hs(claims(iss=issuer)))).status_code == 200
+    assert (await call(hs_app, hs(claims(iss="https://evil.example/")))).status_code == 401
+    assert (await call(whoami_app(SETTINGS), hs(claims()))).status_code == 200
+
+
+async def test_a_rotated_key_is_fetched_on_its_unknown_kid(jwks: Jwks) -> None:
+    app = whoami_app(Settings(jwt_jwks_url=jwks.url, jwt_jwks_min_refresh_seconds=0))
+    assert (await call(app, jwks.token("k1"))).status_code == 200
+    assert jwks.fetches == 1
+    jwks.keys["k2"] = rsa.generate_private_key(public_exponent=65537, key_size=2048)  # rotation
+    assert (await call(app, jwks.token("k2"))).status_code == 200
+    assert jwks.fetches == 2
+    assert (await call(app, jwks.token("k1"))).status_code == 200  # cached: no fetch
+    assert jwks.fetches == 2
+
+
+def test_unknown_kids_are_rate_limited_and_keys_expire(jwks: Jwks) -> None:
+    from server.jwks import JwksError, JwksKeys
+
+    now = [1000.0]
+    keys = JwksKeys(jwks.url, ttl_seconds=300, min_refresh_seconds=30, clock=lambda: now[0])
+    first = keys.key("k1")
+    assert jwks.fetches == 1
+    for n in range(20):  # a flood of made-up kids: one fetch per 30 s at most
+        with pytest.raises(JwksError):
+            keys.key(f"made-up-{n}")
+    assert jwks.fetches == 1
+    now[0] += 31
+    with pytest.raises(JwksError):
+        keys.key("made-up-again")
+    assert jwks.fetches == 2
+    assert keys.key("k1").public_numbers() == first.public_numbers()
+    assert jwks.fetches == 2
+    # Revoked at the provider: after the cache TTL the key is no longer accepted.
+    del jwks.keys["k1"]
+    jwks.keys["k3"] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    assert keys.key("k1").public_numbers() == first.public_numbers()  # within the TTL
+    now[0] += 300
+    with pytest.raises(JwksError) as info:
+        keys.key("k1")
+    assert info.value.reason == "unknown_kid"
+    assert keys.key("k3") is not None
+
+
+async def test_jwks_is_fetched_and_verified_off_the_event_loop(jwks: Jwks) -> None:
+    app = whoami_app(Settings(jwt_jwks_url=jwks.url))
+    jwks.gate = threading.Event()
+    request = asyncio.create_task(call(app, jwks.token("k1", role="admin")))
+    # The fetch is now parked in the provider. Were it on the event loop, the loop could not
+    # deliver this wait's result and the test would hang until the gate's timeout.
+    assert await asyncio.to_thread(jwks.entered.wait, 30)
+    assert not request.done()
+    jwks.gate.set()
+    response = await request
+    assert response.status_code == 200 and response.json()["role"] == "admin"

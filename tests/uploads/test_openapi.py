@@ -22,7 +22,6 @@ async def test_schema_covers_every_route(client: httpx.AsyncClient, app: Any) ->
     paths = schema["paths"]
     for path, methods in {
         "/health": ["get"],
-        "/metrics": ["get"],
         "/openapi.json": ["get"],
         "/s3/params": ["get"],
         "/s3/multipart": ["post"],

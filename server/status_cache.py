@@ -3,6 +3,10 @@
 Key: ``bp:upload:{tenant_id}:{upload_id}`` → the JSON of :func:`core.upload_view.upload_document`.
 Tenant in the key, so one tenant's id never reads another tenant's entry.
 
+Writes are versioned: a document never replaces a cached one of a higher ``version`` (writers
+that raced — the API after its commit, the events consumer inside its transaction, a polling
+read-through — may reach Redis in any order; the newest change stays cached).
+
 The cache fails soft: when Redis is unreachable a read is a miss (the caller reads
 PostgreSQL) and a write is skipped, so polling keeps answering 200 through a Redis outage.
 """
@@ -21,6 +25,20 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 WARN_EVERY_SECONDS = 10.0
 
+# SET unless the cached document has a higher version (ARGV: document, its version, TTL).
+_PUT_NEWER = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, doc = pcall(cjson.decode, current)
+  local cached = ok and type(doc) == 'table' and tonumber(doc['version'])
+  if cached and cached > tonumber(ARGV[2]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+return 1
+"""
+
 
 def cache_key(tenant_id: uuid.UUID | str, upload_id: uuid.UUID | str) -> str:
     return f"bp:upload:{tenant_id}:{upload_id}"
@@ -31,6 +49,7 @@ class StatusCache:
         self.redis = redis
         self.ttl = ttl_seconds
         self._last_warning = 0.0
+        self._put_newer = redis.register_script(_PUT_NEWER)
 
     def _unavailable(self, operation: str, exc: RedisError) -> None:
         now = time.monotonic()
@@ -60,8 +79,14 @@ class StatusCache:
             self._unavailable("set", exc)
 
     async def put(self, tenant_id: uuid.UUID | str, document: dict[str, Any]) -> bytes:
+        """Cache ``document`` unless a newer version of it is cached; returns its JSON."""
         raw = orjson.dumps(document)
-        await self.set_raw(cache_key(tenant_id, document["id"]), raw)
+        try:
+            await self._put_newer(
+                keys=[cache_key(tenant_id, document["id"])], args=[raw, int(document["version"]), self.ttl]
+            )
+        except RedisError as exc:
+            self._unavailable("set", exc)
         return raw
 
     async def invalidate(self, tenant_id: uuid.UUID | str, upload_id: uuid.UUID | str) -> None:

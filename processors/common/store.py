@@ -18,6 +18,7 @@ from core.errors import Transient
 from core.events import Event, EventType
 from core.status import ReasonCode, UploadStatus, rank
 from core.transition import transition
+from core.upload_view import UPLOAD_COLUMNS
 from processors.common.outcome import StepOutcome
 from processors.common.reducer import METADATA, SCAN, StepState, applicable_processors, derive_status
 from processors.common.s3event import ObjectRef
@@ -91,12 +92,8 @@ class Finished:
     delete_original: UploadRow | None = None
 
 
-# declared_sha256 is read through to_jsonb: it is the API's column (migration 0008), and the
-# processors must work on a database migrated either side of it.
-_UPLOAD_COLUMNS = (
-    "tenant_id, project_id, upload_id, uploader_id, declared_type, status, file_name, s3_key, "
-    "size_bytes, to_jsonb(uploads)->>'declared_sha256' AS declared_sha256, scanned_version_id, scanned_etag"
-)
+# The one column list of the uploads table (migrations 0007 and 0008 have landed).
+_UPLOAD_COLUMNS = UPLOAD_COLUMNS
 
 
 async def _lock_upload(conn: asyncpg.Connection, upload_id: uuid.UUID) -> UploadRow | None:

@@ -12,8 +12,6 @@ import asyncpg
 
 from core.upload_view import UPLOAD_COLUMNS, upload_columns
 
-ROW_COLUMNS = UPLOAD_COLUMNS
-
 
 async def insert_upload(
     conn: asyncpg.Connection,
@@ -35,7 +33,7 @@ async def insert_upload(
         f"""INSERT INTO uploads (upload_id, tenant_id, project_id, uploader_id, file_name, declared_type,
                 size_bytes, s3_key, multipart_upload_id, part_size, metadata, declared_sha256, status)
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending')
-            RETURNING {ROW_COLUMNS}""",
+            RETURNING {UPLOAD_COLUMNS}""",
         upload_id,
         tenant_id,
         project_id,
@@ -59,7 +57,7 @@ async def find_multipart(
     """The caller's tenant's upload with this S3 uploadId *and* key (RLS adds the tenant)."""
     lock = " FOR UPDATE" if for_update else ""
     return await conn.fetchrow(
-        f"SELECT {ROW_COLUMNS} FROM uploads WHERE multipart_upload_id = $1 AND s3_key = $2{lock}",
+        f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE multipart_upload_id = $1 AND s3_key = $2{lock}",
         multipart_upload_id,
         key,
     )
@@ -69,7 +67,7 @@ async def get_upload(
     conn: asyncpg.Connection, upload_id: uuid.UUID, *, for_update: bool = False
 ) -> asyncpg.Record | None:
     lock = " FOR UPDATE" if for_update else ""
-    return await conn.fetchrow(f"SELECT {ROW_COLUMNS} FROM uploads WHERE upload_id = $1{lock}", upload_id)
+    return await conn.fetchrow(f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE upload_id = $1{lock}", upload_id)
 
 
 async def load_for_status(
@@ -152,7 +150,7 @@ async def list_project_uploads(
 async def stale_uploads(conn: asyncpg.Connection, cutoff: datetime, limit: int) -> list[asyncpg.Record]:
     return list(
         await conn.fetch(
-            f"SELECT {ROW_COLUMNS} FROM uploads WHERE status IN ('pending', 'uploading') "
+            f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE status IN ('pending', 'uploading') "
             "AND last_activity_at < $1 ORDER BY last_activity_at LIMIT $2 FOR UPDATE SKIP LOCKED",
             cutoff,
             limit,

@@ -128,6 +128,7 @@ _REASONS: dict[str, str] = {
     ReasonCode.SIZE_MISMATCH: N_("the stored file is not the size that was announced"),
     ReasonCode.CHECKSUM_MISMATCH: N_("the stored file is not the one that was announced"),
     ReasonCode.SCAN_LIMIT_EXCEEDED: N_("the file is too complex to scan for malware"),
+    ReasonCode.TOO_COMPLEX: N_("the file is too complex to process"),
     "": N_("unknown error"),
 }
 

@@ -266,7 +266,9 @@ class Settings:
     )
     worker_concurrency: int = _setting(_int(1, 100), 4, "Concurrent handler invocations per queue")
     image_max_pixels: int = _setting(
-        _int(1), 120_000_000, "Larger images fail as decompression bombs (width x height)"
+        _int(1),
+        60_000_000,
+        "Larger images fail as decompression bombs (width x height; fits the image function's 1 GiB)",
     )
     # notifications
     fcm_credentials: str | None = _setting(str, None, "Path of the FCM service-account JSON file")

@@ -1,4 +1,5 @@
-"""Lambda: PDF first-page preview (≤ 800 px wide), text layer, OCR (spa+eng) when empty."""
+"""Lambda: PDF first-page preview (≤ 800 px wide), text layer, OCR (spa+eng) when empty; in
+a child process under a time limit per page and per file, and a page cap (``too_complex``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from processors.common.runtime import Runtime
 from processors.common.s3event import ObjectRef
 from processors.common.sniff import SNIFF_BYTES, require_declared
 from processors.common.store import UploadRow
-from processors.document.logic import process_pdf
+from processors.document.sandbox import DocumentLimits, process_pdf_limited
 
 CHUNK_BYTES = 1024 * 1024
 
@@ -29,7 +30,14 @@ def work(runtime: Runtime, ref: ObjectRef, upload: UploadRow) -> StepOutcome:
         tmp.flush()
         tmp.seek(0)
         require_declared(upload.declared_type, tmp.read(SNIFF_BYTES))
-        result = process_pdf(tmp.name, ocr_max_pages=runtime.settings.ocr_max_pages)
+        settings = runtime.settings
+        limits = DocumentLimits(
+            page_seconds=settings.document_page_seconds,
+            file_seconds=settings.document_file_seconds,
+            max_pages=settings.document_max_pages,
+            ocr_max_pages=settings.ocr_max_pages,
+        )
+        result = process_pdf_limited(tmp.name, limits)
 
     def put(name: str, data: bytes, mime: str) -> str:
         key = derived_key(ref.tenant_id, ref.project_id, ref.upload_id, name)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -41,29 +42,55 @@ class DocumentResult:
     ocr_pages: int
 
 
+# Called before each unit of per-page work: (phase, page index). The sandbox's child sends
+# it to the parent, which enforces the time limit per page between two calls.
+Heartbeat = Callable[[str, int], None]
+
+
+def _no_heartbeat(phase: str, index: int) -> None:
+    return None
+
+
 def process_pdf(
-    source: str | Path | bytes, *, ocr_max_pages: int, languages: str = OCR_LANGUAGES
+    source: str | Path | bytes,
+    *,
+    ocr_max_pages: int,
+    languages: str = OCR_LANGUAGES,
+    max_pages: int | None = None,
+    ocr_page_seconds: float | None = None,
+    heartbeat: Heartbeat = _no_heartbeat,
 ) -> DocumentResult:
     """Preview, text and page count of a PDF; raises :class:`Rejected` for encrypted or
-    corrupt files."""
+    corrupt files, for more than ``max_pages`` pages and for a page Tesseract does not read
+    within ``ocr_page_seconds`` (``too_complex``). The time limits of rendering are the
+    sandbox's (:mod:`processors.document.sandbox`): it watches ``heartbeat``."""
     with PDFIUM_LOCK:
         pdf = _open(source)
         try:
             pages = len(pdf)
             if pages == 0:
                 raise Rejected(ReasonCode.CORRUPT, "the PDF has no pages")
+            if max_pages is not None and pages > max_pages:
+                raise Rejected(ReasonCode.TOO_COMPLEX, f"{pages} pages: more than the limit of {max_pages}")
+            heartbeat("preview", 0)
             preview = _render(pdf, 0, max_width=PREVIEW_MAX_WIDTH)
-            text = _text_layer(pdf)
+            text = _text_layer(pdf, heartbeat)
             ocr_images = []
             if not text.strip():
-                ocr_images = [_render_for_ocr(pdf, i) for i in range(min(pages, ocr_max_pages))]
+                for i in range(min(pages, ocr_max_pages)):
+                    heartbeat("render", i)
+                    ocr_images.append(_render_for_ocr(pdf, i))
         except pdfium.PdfiumError as exc:
             raise Rejected(ReasonCode.CORRUPT, f"corrupt PDF: {exc}") from exc
         finally:
             pdf.close()
     source_kind: Literal["text_layer", "ocr", "none"] = "text_layer" if text.strip() else "none"
     if ocr_images:
-        text = "\n\n".join(pytesseract.image_to_string(img, lang=languages).strip() for img in ocr_images)
+        read = []
+        for i, img in enumerate(ocr_images):
+            heartbeat("ocr", i)
+            read.append(_ocr(img, i, languages, ocr_page_seconds))
+        text = "\n\n".join(read)
         source_kind = "ocr" if text.strip() else "none"
     buffer = io.BytesIO()
     preview.save(buffer, format="PNG", optimize=False)
@@ -76,6 +103,18 @@ def process_pdf(
         text_source=source_kind,
         ocr_pages=len(ocr_images),
     )
+
+
+def _ocr(image: Image.Image, index: int, languages: str, seconds: float | None) -> str:
+    """Tesseract on one page; it is killed after ``seconds`` (pytesseract's timeout)."""
+    try:
+        return str(pytesseract.image_to_string(image, lang=languages, timeout=seconds or 0)).strip()
+    except RuntimeError as exc:
+        if "timeout" not in str(exc).lower():
+            raise
+        raise Rejected(
+            ReasonCode.TOO_COMPLEX, f"OCR of page {index + 1} took longer than the limit of {seconds:g} s"
+        ) from exc
 
 
 def _open(source: str | Path | bytes) -> pdfium.PdfDocument:
@@ -111,10 +150,11 @@ def _render_for_ocr(pdf: pdfium.PdfDocument, index: int) -> Image.Image:
         page.close()
 
 
-def _text_layer(pdf: pdfium.PdfDocument) -> str:
+def _text_layer(pdf: pdfium.PdfDocument, heartbeat: Heartbeat = _no_heartbeat) -> str:
     parts: list[str] = []
     total = 0
     for index in range(len(pdf)):
+        heartbeat("text", index)
         page = pdf[index]
         try:
             textpage = page.get_textpage()

@@ -28,6 +28,17 @@ _ORIENTATION = 0x0112
 _EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
 _DATETIME, _DATETIME_ORIGINAL, _OFFSET_ORIGINAL = 0x0132, 0x9003, 0x9011
 _FORMATS = {"JPEG", "PNG", "WEBP", "HEIF", "MPO"}
+# Memory at the peak of one image, per source pixel: an RGBA PNG decoded whole, its RGB
+# flattening and the copy the 800 px thumbnail is made from (JPEGs decode in draft mode, far
+# less). Measured by tests/pipeline/test_image_memory.py; BUILDPEER_IMAGE_MAX_PIXELS must fit
+# the image function's memory with it (see :func:`pixel_budget`).
+PEAK_BYTES_PER_PIXEL = 14
+RUNTIME_BASELINE_MB = 200  # the interpreter, Pillow, boto3, the database pool
+
+
+def pixel_budget(memory_mb: int) -> int:
+    """The largest image (width x height) one invocation with ``memory_mb`` can decode."""
+    return (memory_mb - RUNTIME_BASELINE_MB) * 1024 * 1024 // PEAK_BYTES_PER_PIXEL
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +126,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     if im.mode == "RGB":
         return im
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
+        rgba = im if im.mode == "RGBA" else im.convert("RGBA")  # no second full-size copy
         background = Image.new("RGB", rgba.size, (255, 255, 255))
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background

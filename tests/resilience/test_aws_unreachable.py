@@ -84,7 +84,9 @@ async def test_consumers_back_off_while_aws_is_unreachable_and_resume(
                     await asyncio.sleep(0.5)
                 hub_attempts = caplog.text.count("events queue unavailable")
                 worker_attempts = Counter(
-                    getattr(r, "queue", "?") for r in caplog.records if r.getMessage() == "receive failed"
+                    getattr(r, "queue", "?")
+                    for r in caplog.records
+                    if r.name == "processors.worker" and "queue unavailable (retrying" in r.getMessage()
                 )
             finally:
                 proxy.forward()

@@ -68,7 +68,7 @@ async def test_events_queued_while_postgres_is_down_are_applied_once_afterwards(
             assert health.status_code == 503  # the server is up and says what is down
             await asyncio.sleep(1)
         # It waits for the database with a growing delay; it does not spin.
-        assert 1 <= caplog.text.count("holding queued events, database still down") <= 12
+        assert 1 <= caplog.text.count("events: holding queued messages, a dependency is still down") <= 12
     finally:
         stack.pg.start()
 

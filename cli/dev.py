@@ -35,6 +35,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         say("")
         say(f"BuildPeer dev stack on http://{settings.host}:{settings.port}  (Ctrl-C stops everything)")
         say(f"  environment for other terminals: {env_path}")
+        if settings.metrics_port:
+            say(f"  metrics (internal)  http://{settings.metrics_host}:{settings.metrics_port}/metrics")
+        else:
+            say("  metrics             off (BUILDPEER_METRICS_PORT=0)")
         say(f"  demo tenant {stack.demo['tenant_id']}, projects {', '.join(stack.demo['projects'])}")
         tokens = stack.tokens()
         for role, token in tokens.items():

@@ -25,6 +25,10 @@ COMMAND_MODULES = (
 )
 
 DEV_ENV = Path("var") / "dev.env"
+# The commands a developer runs in a second terminal beside `buildpeer dev`: they read
+# var/dev.env for unset variables. `serve` and `migrate` run in production and never do
+# (nor does `dev`, which starts its own services); a new command reads it only when listed.
+DEV_ENV_COMMANDS = frozenset({"worker", "token", "upload", "tenant", "user", "project", "digest"})
 
 
 def load_dev_env(path: Path = DEV_ENV) -> None:
@@ -48,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "skip_dev_env", False):
+    if args.command in DEV_ENV_COMMANDS and not getattr(args, "skip_dev_env", False):
         load_dev_env(Path(os.environ.get("BUILDPEER_VAR_DIR", "var")) / "dev.env")
     try:
         settings = Settings.from_env()

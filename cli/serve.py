@@ -30,7 +30,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def serve(settings: Settings, *, host: str, port: int) -> None:
-    uvicorn.Server(uvicorn_config(settings, host=host, port=port)).run()
+    try:
+        uvicorn.Server(uvicorn_config(settings, host=host, port=port)).run()
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it drained on (as uvicorn.run does)
+        pass
 
 
 def uvicorn_config(settings: Settings, *, host: str, port: int) -> uvicorn.Config:

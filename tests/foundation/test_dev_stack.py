@@ -15,9 +15,11 @@ import psutil
 from devstack.process import free_port, wait_until
 
 
-def _env(var_dir: Path, port: int) -> dict[str, str]:
+def _env(var_dir: Path, port: int, metrics_port: int = 0) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BUILDPEER_")}
-    env.update(BUILDPEER_VAR_DIR=str(var_dir), BUILDPEER_PORT=str(port))
+    env.update(
+        BUILDPEER_VAR_DIR=str(var_dir), BUILDPEER_PORT=str(port), BUILDPEER_METRICS_PORT=str(metrics_port)
+    )
     return env
 
 
@@ -28,10 +30,10 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def _run_dev(var_dir: Path, port: int) -> subprocess.Popen[bytes]:
+def _run_dev(var_dir: Path, port: int, metrics_port: int = 0) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "dev"],
-        env=_env(var_dir, port),
+        env=_env(var_dir, port, metrics_port),
         cwd=var_dir.parent,
         stdout=subprocess.DEVNULL,
         stderr=open(var_dir.parent / "dev.log", "ab"),
@@ -63,9 +65,14 @@ def _cli(var_dir: Path, *args: str) -> dict[str, str]:
 
 def test_dev_serves_health_and_keeps_data_between_runs(tmp_path: Path) -> None:
     var_dir = tmp_path / "var"
-    port = free_port()
-    first = _run_dev(var_dir, port)
+    port, metrics_port = free_port(), free_port()
+    first = _run_dev(var_dir, port, metrics_port)
     try:
+        # /metrics: on the internal listener dev announces, not on the public port.
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        assert metrics_url in (var_dir.parent / "dev.log").read_text()
+        assert httpx.get(metrics_url, timeout=10).status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).status_code == 404
         tenant = _cli(var_dir, "tenant", "create", "--name", "Persistente SA")
         demo = json.loads((var_dir / "demo.json").read_text())
         env_file = (var_dir / "dev.env").read_text()

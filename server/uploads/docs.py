@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.status import UploadStatus
 from server import openapi as oa
 from server.openapi import BEARER, errors, json_body, json_response, path_param, query_param
-from server.uploads import companion, native, status
+from server.uploads import companion, native, originals, status
 
 UUID = {"type": "string", "format": "uuid"}
+SHA256 = {
+    "type": "string",
+    "pattern": "^([0-9a-fA-F]{64}|[A-Za-z0-9+/]{43}=)$",
+    "description": "SHA-256: 64 hex digits, or S3's base64 of the 32 bytes",
+}
 METADATA = {
     "type": "object",
     "required": ["projectId"],
@@ -30,21 +36,27 @@ SCHEMAS: dict[str, Any] = {
             "size": {"type": "integer"},
             "status": {
                 "type": "string",
-                "enum": [
-                    "pending",
-                    "uploading",
-                    "uploaded",
-                    "scanning",
-                    "processing",
-                    "ready",
-                    "failed",
-                    "quarantined",
-                ],
+                "enum": [s.value for s in UploadStatus],  # the machine's statuses, deleted included
             },
             "reason": {"type": "string", "nullable": True},
             "parts_done": {"type": "integer"},
             "bytes_done": {"type": "integer"},
-            "sha256": {"type": "string", "nullable": True},
+            "sha256": {
+                "type": "string",
+                "nullable": True,
+                "description": "The processors' SHA-256 of the stored bytes (hex)",
+            },
+            "declared_sha256": {
+                "type": "string",
+                "nullable": True,
+                "description": "The SHA-256 the client declared (hex); signed into the upload",
+            },
+            "sha256_verified": {
+                "type": "boolean",
+                "nullable": True,
+                "description": "null: nothing declared or not checked yet; true: sha256 = declared_sha256; "
+                "false: they differ (the upload failed with checksum_mismatch)",
+            },
             "metadata": {"type": "object"},
             "version": {"type": "integer"},
             "derivatives": {"type": "array", "items": {"type": "string"}},
@@ -59,7 +71,17 @@ SCHEMAS: dict[str, Any] = {
             "filename": {"type": "string", "minLength": 1, "maxLength": 1024},
             "type": {"type": "string", "description": "MIME type; must be in the allowlist"},
             "metadata": METADATA,
-            "size": {"type": "integer", "minimum": 0, "description": "File size in bytes (optional)"},
+            "size": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "File size in bytes (optional); when given, each part URL signs its "
+                "Content-Length and a complete whose parts add up to another size fails (size_mismatch)",
+            },
+            "sha256": {
+                **SHA256,
+                "description": "The file's SHA-256 (optional). The S3 upload is then created with "
+                "ChecksumAlgorithm=SHA256 and every part must be signed with its own ?sha256=",
+            },
         },
     },
     "CompleteMultipart": {
@@ -75,10 +97,17 @@ SCHEMAS: dict[str, Any] = {
                     "properties": {
                         "PartNumber": {"type": "integer", "minimum": 1, "maximum": 10000},
                         "ETag": {"type": "string"},
+                        "ChecksumSHA256": {
+                            **SHA256,
+                            "description": "The part's SHA-256 (as S3 answered the part PUT)",
+                        },
                     },
                 },
             },
-            "sha256": {"type": "string", "description": "The client's sha256 of the file (kept in metadata)"},
+            "sha256": {
+                **SHA256,
+                "description": "The file's SHA-256: equal to the one declared at create, or declares it",
+            },
         },
     },
     "Progress": {
@@ -111,13 +140,20 @@ def document() -> None:
         "get",
         {
             "tags": TAGS,
-            "summary": "Presigned single PUT (Companion /s3/params)",
+            "summary": "S3 POST policy for a single upload (Companion /s3/params)",
+            "description": "The answer is an S3 POST policy: POST `fields` plus the file (a multipart form) "
+            "to `url`. The policy binds the key, the Content-Type, the size (`content-length-range`: exactly "
+            "`size` when given, else 1 byte to BUILDPEER_SINGLE_PUT_MAX_BYTES) and, with `sha256`, the "
+            "checksum (S3 refuses other bytes). S3's POST Object has no conditional-write field, so a "
+            "replayed policy can write a newer version until it expires; the processors never process or "
+            "serve anything but the version they scanned.",
             "operationId": "s3Params",
             "security": BEARER,
             "parameters": [
                 query_param("filename", required=True),
                 query_param("type", required=True, description="MIME type"),
                 query_param("size", {"type": "integer", "minimum": 0}),
+                query_param("sha256", SHA256, description="The file's SHA-256, signed into the policy"),
                 {
                     "name": "metadata",
                     "in": "query",
@@ -131,12 +167,17 @@ def document() -> None:
                 "200": json_response(
                     {
                         "type": "object",
-                        "required": ["method", "url", "fields", "headers"],
+                        "required": ["method", "url", "fields"],
                         "properties": {
-                            "method": {"type": "string", "enum": ["PUT"]},
-                            "url": {"type": "string"},
-                            "fields": {"type": "object"},
-                            "headers": {"type": "object"},
+                            "method": {"type": "string", "enum": ["POST"]},
+                            "url": {"type": "string", "description": "The bucket's URL"},
+                            "fields": {
+                                "type": "object",
+                                "required": ["key", "policy", "Content-Type"],
+                                "additionalProperties": {"type": "string"},
+                                "description": "Form fields to send before the file: key, Content-Type, "
+                                "x-amz-meta-*, x-amz-checksum-*, policy and its SigV4 signature",
+                            },
                             "expires": {"type": "integer"},
                             "id": UUID,
                         },
@@ -205,19 +246,33 @@ def document() -> None:
         {
             "tags": TAGS,
             "summary": "Presign one part (Companion)",
+            "description": "With a declared size the part's Content-Length is signed (the part size; the "
+            "remainder for the last part). With a declared file sha256, `sha256` (the part's) is required "
+            "and signed: send the answer's `headers` with the PUT.",
             "operationId": "s3SignPart",
             "security": BEARER,
             "parameters": [
                 UPLOAD_ID,
                 path_param("partNumber", {"type": "integer", "minimum": 1, "maximum": 10000}),
                 KEY,
+                query_param(
+                    "sha256", SHA256, description="The part's SHA-256 (required when the file's was declared)"
+                ),
             ],
             "responses": {
                 "200": json_response(
                     {
                         "type": "object",
                         "required": ["url", "expires"],
-                        "properties": {"url": {"type": "string"}, "expires": {"type": "integer"}},
+                        "properties": {
+                            "url": {"type": "string"},
+                            "expires": {"type": "integer"},
+                            "headers": {
+                                "type": "object",
+                                "additionalProperties": {"type": "string"},
+                                "description": "Signed headers to send with the PUT (x-amz-checksum-sha256)",
+                            },
+                        },
                     }
                 ),
                 **owned_errors,
@@ -259,6 +314,9 @@ def document() -> None:
         {
             "tags": TAGS,
             "summary": "Complete a multipart upload (Companion)",
+            "description": "Conditional (If-None-Match: *): never replaces an existing object (409 "
+            "object_exists). Parts adding up to another size than declared abort the S3 upload at once "
+            "and fail the upload (400 size_mismatch).",
             "operationId": "s3Complete",
             "security": BEARER,
             "parameters": [UPLOAD_ID, KEY],
@@ -340,5 +398,56 @@ def document() -> None:
                 ),
                 **errors(400, 401, 403, 404, 429),
             },
+        },
+    )
+    oa.describe(
+        originals.download_original,
+        "get",
+        {
+            "tags": TAGS,
+            "summary": "Short-lived presigned GET of the scanned original",
+            "description": "Only for a `ready` upload the caller may read (404 otherwise: another tenant, "
+            "a non-member, not ready, deleted). The URL names the S3 version the processors scanned "
+            "(`versionId`) and makes S3 answer `Content-Disposition: attachment; filename*=UTF-8''...` "
+            "(`inline` with ?inline=1 for PDFs and JPEG/PNG/GIF/WebP images).",
+            "operationId": "downloadOriginal",
+            "security": BEARER,
+            "parameters": [
+                path_param("upload_id"),
+                query_param("inline", {"type": "string", "enum": ["0", "1", "true", "false"]}),
+            ],
+            "responses": {
+                "200": json_response(
+                    {
+                        "type": "object",
+                        "required": ["url", "expires_in", "content_disposition"],
+                        "properties": {
+                            "url": {"type": "string"},
+                            "expires_in": {"type": "integer"},
+                            "file_name": {"type": "string"},
+                            "content_type": {"type": "string"},
+                            "content_disposition": {"type": "string"},
+                            "version_id": {"type": "string", "nullable": True},
+                            "sha256": {"type": "string", "nullable": True},
+                        },
+                    }
+                ),
+                **errors(401, 404, 429),
+            },
+        },
+    )
+    oa.describe(
+        originals.delete_upload,
+        "delete",
+        {
+            "tags": TAGS,
+            "summary": "Delete an upload: its original (every version) and derivatives",
+            "description": "The uploader or an admin (403 for others, 404 for another tenant's or a deleted "
+            "upload). The upload moves to the terminal status `deleted`, leaves the listings and digests, "
+            "and `upload.deleted` is published.",
+            "operationId": "deleteUpload",
+            "security": BEARER,
+            "parameters": [path_param("upload_id")],
+            "responses": {"204": {"description": "Deleted"}, **errors(401, 403, 404, 429)},
         },
     )

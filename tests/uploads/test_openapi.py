@@ -29,7 +29,8 @@ async def test_schema_covers_every_route(client: httpx.AsyncClient, app: Any) ->
         "/s3/multipart/{uploadId}/{partNumber}": ["get"],
         "/s3/multipart/{uploadId}/batch": ["get"],
         "/s3/multipart/{uploadId}/complete": ["post"],
-        "/api/v1/uploads/{upload_id}": ["get"],
+        "/api/v1/uploads/{upload_id}": ["delete", "get"],
+        "/api/v1/uploads/{upload_id}/original": ["get"],
         "/api/v1/uploads/{upload_id}/progress": ["post"],
         "/api/v1/projects/{project_id}/uploads": ["get"],
     }.items():

@@ -5,7 +5,7 @@ rule. Every name and setting comes from :mod:`core.resources`, the same definiti
 
 from __future__ import annotations
 
-from core import resources
+from core import quarantine, resources
 from infra.cfn import STACK, Json, bucket_parameter, get_att, logical_id, ref, stack_parameter, sub
 
 DLQ_RETENTION_SECONDS = 14 * 86400  # the maximum: time to look at a poison message and replay it
@@ -104,6 +104,13 @@ def _bucket() -> Json:
                         "Status": "Enabled",
                         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": ABORT_MULTIPART_AFTER_DAYS},
                     },
+                    {  # the same rule as core.quarantine.lifecycle_rule (the dev stack's)
+                        "Id": quarantine.LIFECYCLE_RULE_ID,
+                        "Status": "Enabled",
+                        "TagFilters": [{"Key": quarantine.TAG_KEY, "Value": quarantine.TAG_VALUE}],
+                        "ExpirationInDays": quarantine.EXPIRE_AFTER_DAYS,
+                        "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+                    },
                 ]
             },
             "NotificationConfiguration": {"EventBridgeConfiguration": {"EventBridgeEnabled": True}},
@@ -129,7 +136,8 @@ def _bucket_policy() -> Json:
                             sub("${UploadsBucket.Arn}/*"),
                         ],
                         "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                    }
+                    },
+                    quarantine.deny_statement(sub("${UploadsBucket.Arn}/*")),
                 ],
             },
         },
@@ -182,6 +190,65 @@ def _send_policy(queues: list[str], service: str, sources: list[Json]) -> Json:
             },
         },
     }
+
+
+def _email_feedback() -> dict[str, Json]:
+    """SES feedback (as ``devstack.aws.provision``): the digest's configuration set sends
+    bounce and complaint events to their own topic, raw-delivered to the email-events queue.
+    The topic is not KMS-encrypted (SES would need the uploads key); the queue is (SSE-SQS)."""
+    spec = resources.EMAIL_EVENTS
+    topic = logical_id(spec.name, "topic")
+    out = _queue_pair(spec.name, spec.visibility_timeout)
+    out[topic] = {
+        "Type": "AWS::SNS::Topic",
+        "Properties": {"TopicName": sub(resources.topic_name(STACK, spec.name))},
+    }
+    out[logical_id(spec.name, "topic-policy")] = {
+        "Type": "AWS::SNS::TopicPolicy",
+        "Properties": {
+            "Topics": [ref(topic)],
+            "PolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "SesPublishesFeedback",
+                        "Effect": "Allow",
+                        "Principal": {"Service": "ses.amazonaws.com"},
+                        "Action": "sns:Publish",
+                        "Resource": ref(topic),
+                        "Condition": {"StringEquals": {"AWS:SourceAccount": ref("AWS::AccountId")}},
+                    }
+                ],
+            },
+        },
+    }
+    out[logical_id(spec.name, "subscription")] = {
+        "Type": "AWS::SNS::Subscription",
+        "Properties": {
+            "TopicArn": ref(topic),
+            "Protocol": "sqs",
+            "Endpoint": get_att(logical_id(spec.name, "queue"), "Arn"),
+            "RawMessageDelivery": True,
+        },
+    }
+    out[logical_id(spec.name, "queue-policy")] = _send_policy([spec.name], "sns.amazonaws.com", [ref(topic)])
+    out["DigestConfigurationSet"] = {
+        "Type": "AWS::SES::ConfigurationSet",
+        "Properties": {"Name": sub(resources.ses_configuration_set_name(STACK))},
+    }
+    out["DigestFeedbackDestination"] = {
+        "Type": "AWS::SES::ConfigurationSetEventDestination",
+        "Properties": {
+            "ConfigurationSetName": ref("DigestConfigurationSet"),
+            "EventDestination": {
+                "Name": "bounces-and-complaints",
+                "Enabled": True,
+                "MatchingEventTypes": list(spec.event_types),
+                "SnsDestination": {"TopicARN": ref(topic)},
+            },
+        },
+    }
+    return out
 
 
 def _event_pattern() -> Json:
@@ -247,6 +314,8 @@ def template() -> Json:
         "sns.amazonaws.com",
         [ref(logical_id(t, "topic")) for t in resources.TOPICS],
     )
+
+    res.update(_email_feedback())
 
     outputs: dict[str, Json] = {
         "BucketName": {"Value": ref("UploadsBucket")},

@@ -79,7 +79,9 @@ def test_template_creates_what_the_local_stack_provisions(moto: MotoProcess) -> 
     assert deployed == local
     assert deployed["buckets"] == {BUCKET}
     assert outputs["BucketName"] == BUCKET
-    assert len(deployed["queues"]) == 2 * (len(resources.PROCESSORS) + len(resources.CONSUMERS))
+    assert len(deployed["queues"]) == 2 * (
+        len(resources.PROCESSORS) + len(resources.CONSUMERS) + 1
+    )  # + SES feedback
 
 
 def test_deployed_names_and_settings_follow_core_resources(moto: MotoProcess) -> None:
@@ -89,6 +91,9 @@ def test_deployed_names_and_settings_follow_core_resources(moto: MotoProcess) ->
 
     expected = {resources.queue_name(STACK, p.name): p.visibility_timeout for p in resources.PROCESSORS}
     expected |= {resources.queue_name(STACK, c.name): c.visibility_timeout for c in resources.CONSUMERS}
+    expected[resources.queue_name(STACK, resources.EMAIL_EVENTS.name)] = (
+        resources.EMAIL_EVENTS.visibility_timeout
+    )
     for name, visibility in expected.items():
         logical = name.removeprefix(f"{STACK}-")
         assert queues[name]["visibility"] == visibility
@@ -98,7 +103,9 @@ def test_deployed_names_and_settings_follow_core_resources(moto: MotoProcess) ->
     for spec in resources.PROCESSORS:  # visibility ≥ 6x the function timeout
         assert queues[resources.queue_name(STACK, spec.name)]["visibility"] >= 6 * spec.timeout_seconds
     assert len(queues) == 2 * len(expected)
-    assert _topics(deployed) == {resources.topic_name(STACK, t) for t in resources.TOPICS}
+    assert _topics(deployed) == {resources.topic_name(STACK, t) for t in resources.TOPICS} | {
+        resources.topic_name(STACK, resources.EMAIL_EVENTS.name)
+    }
     assert {t for t in resources.TOPICS} == {"upload-completed", "upload-failed", "processing-completed"}
     _, targets = _rule(deployed)
     assert targets == sorted((p.name, resources.queue_name(STACK, p.name)) for p in resources.PROCESSORS)

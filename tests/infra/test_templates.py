@@ -100,7 +100,7 @@ def test_bucket_properties() -> None:
 
 def test_bucket_refuses_plain_http() -> None:
     policy = load("messaging.yaml")["Resources"]["UploadsBucketPolicy"]["Properties"]["PolicyDocument"]
-    (deny,) = policy["Statement"]
+    (deny,) = [s for s in policy["Statement"] if s["Sid"] == "DenyInsecureTransport"]
     assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
@@ -132,13 +132,18 @@ def test_queues_redrive_after_three_receives_with_visibility_six_times_the_funct
 
 def test_every_topic_feeds_every_consumer_queue_raw() -> None:
     messaging = load("messaging.yaml")
+    feedback = resources.topic_name("${Stack}", resources.EMAIL_EVENTS.name)  # its own test below
     topics = {
-        k: v["Properties"]["TopicName"]["Fn::Sub"] for k, v in by_type(messaging, "AWS::SNS::Topic").items()
+        k: v["Properties"]["TopicName"]["Fn::Sub"]
+        for k, v in by_type(messaging, "AWS::SNS::Topic").items()
+        if v["Properties"]["TopicName"]["Fn::Sub"] != feedback
     }
     assert sorted(topics.values()) == sorted(resources.topic_name("${Stack}", t) for t in resources.TOPICS)
     pairs = set()
     for sub in by_type(messaging, "AWS::SNS::Subscription").values():
         props = sub["Properties"]
+        if props["TopicArn"]["Ref"] not in topics:
+            continue
         assert props["Protocol"] == "sqs" and props["RawMessageDelivery"] is True
         queue = messaging["Resources"][props["Endpoint"]["Fn::GetAtt"][0]]["Properties"]["QueueName"][
             "Fn::Sub"
@@ -151,8 +156,35 @@ def test_every_topic_feeds_every_consumer_queue_raw() -> None:
     }
     assert all(
         t["Properties"]["KmsMasterKeyId"] == {"Ref": "UploadsKey"}
-        for t in by_type(messaging, "AWS::SNS::Topic").values()
+        for k, t in by_type(messaging, "AWS::SNS::Topic").items()
+        if k in topics
     )
+
+
+def test_ses_feedback_reaches_the_email_events_queue() -> None:
+    messaging = load("messaging.yaml")
+    spec = resources.EMAIL_EVENTS
+    resources_ = messaging["Resources"]
+    (config_set,) = by_type(messaging, "AWS::SES::ConfigurationSet").values()
+    assert config_set["Properties"]["Name"] == {"Fn::Sub": resources.ses_configuration_set_name("${Stack}")}
+    (destination,) = by_type(messaging, "AWS::SES::ConfigurationSetEventDestination").values()
+    event_destination = destination["Properties"]["EventDestination"]
+    assert sorted(event_destination["MatchingEventTypes"]) == ["bounce", "complaint"]
+    topic = event_destination["SnsDestination"]["TopicARN"]["Ref"]
+    assert resources_[topic]["Properties"]["TopicName"] == {
+        "Fn::Sub": resources.topic_name("${Stack}", spec.name)
+    }
+    (policy,) = by_type(messaging, "AWS::SNS::TopicPolicy").values()
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "ses.amazonaws.com"} and statement["Action"] == "sns:Publish"
+    (subscription,) = [
+        s
+        for s in by_type(messaging, "AWS::SNS::Subscription").values()
+        if s["Properties"]["TopicArn"] == {"Ref": topic}
+    ]
+    queue = resources_[subscription["Properties"]["Endpoint"]["Fn::GetAtt"][0]]["Properties"]
+    assert queue["QueueName"] == {"Fn::Sub": resources.queue_name("${Stack}", spec.name)}
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == 3 and subscription["Properties"]["RawMessageDelivery"]
 
 
 def test_only_the_rule_and_the_topics_may_send_to_the_queues() -> None:
@@ -250,7 +282,9 @@ def test_server_task_role_consumes_only_the_consumer_queues() -> None:
     (document,) = _role_documents(service, "TaskRole")
     texts = strings(document)
     queues = {t.rsplit(":", 1)[-1] for t in texts if ":sqs:" in t}
-    assert queues == {resources.queue_name("${Stack}", c.name) for c in resources.CONSUMERS}
+    assert queues == {resources.queue_name("${Stack}", c.name) for c in resources.CONSUMERS} | {
+        resources.queue_name("${Stack}", resources.EMAIL_EVENTS.name)
+    }
     topics = {t.rsplit(":", 1)[-1] for t in texts if ":sns:" in t}
     assert topics == {resources.topic_name("${Stack}", t) for t in resources.TOPICS}
     for statement in document["Statement"]:

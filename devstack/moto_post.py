@@ -1,7 +1,9 @@
 """moto's answer to an S3 POST Object (a browser form upload) lacks what S3 sends: the
-``ETag`` and ``Location`` headers. Stock ``@uppy/aws-s3`` reads both (without ``ETag`` its
-upload never settles), so the local stack wraps moto's WSGI app with this middleware, which
-adds them to a successful form POST from the object moto just stored. Nothing else changes.
+``ETag`` and ``Location`` headers, and the bucket's CORS ``Access-Control-Expose-Headers``
+(moto applies the CORS rules to object requests only). Stock ``@uppy/aws-s3`` reads both
+headers from script (without ``ETag`` its upload never settles), so the local stack wraps
+moto's WSGI app with this middleware, which adds them to a successful form POST from the
+object moto just stored and the bucket's CORS rule. Nothing else changes.
 """
 
 from __future__ import annotations
@@ -27,12 +29,31 @@ def _bucket_of(environ: dict[str, Any]) -> str | None:
     return path if path and "/" not in path else None
 
 
-def _stored_etag(bucket: str, key: str) -> str | None:
+def _backend() -> Any:
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.s3.models import s3_backends
 
-    stored = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].get_object(bucket, key)
+    return s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+
+
+def _stored_etag(bucket: str, key: str) -> str | None:
+    stored = _backend().get_object(bucket, key)
     return None if stored is None else str(stored.etag)
+
+
+def _exposed_headers(bucket: str, origin: str | None) -> str | None:
+    """The ``ExposeHeaders`` of the bucket's first CORS rule that allows ``origin``."""
+    if not origin:
+        return None
+    from moto.s3.utils import cors_matches_origin
+
+    for rule in _backend().get_bucket(bucket).cors:
+        if rule.allowed_origins is not None and cors_matches_origin(origin, rule.allowed_origins):
+            exposed = rule.exposed_headers
+            if not exposed:
+                return None
+            return ", ".join(exposed) if isinstance(exposed, list) else str(exposed)
+    return None
 
 
 class PostObjectHeaders:
@@ -59,6 +80,9 @@ class PostObjectHeaders:
                 if "location" not in names:
                     host = environ.get("HTTP_HOST", "localhost")
                     headers.append(("Location", f"http://{host}/{bucket}/{quote(key)}"))
+                exposed = _exposed_headers(bucket, environ.get("HTTP_ORIGIN"))
+                if exposed and "access-control-expose-headers" not in names:
+                    headers.append(("Access-Control-Expose-Headers", exposed))
             return start_response(status, headers, exc_info)
 
         return self.app(environ, start)

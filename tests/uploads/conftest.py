@@ -78,12 +78,14 @@ async def put_bytes(url: str, body: bytes, headers: dict[str, str] | None = None
         return await http.put(url, content=body, headers=headers)
 
 
-async def post_form(signed: dict[str, Any], body: bytes, **overrides: str) -> httpx.Response:
+async def post_form(
+    signed: dict[str, Any], body: bytes, *, headers: dict[str, str] | None = None, **overrides: str
+) -> httpx.Response:
     """A browser form upload to an S3 POST policy (``{url, fields}`` from /s3/params), the
     way stock Uppy sends it: every field, then the file; ``overrides`` replace fields."""
     fields = {**signed["fields"], **overrides}
     async with httpx.AsyncClient(timeout=30) as http:
-        return await http.post(signed["url"], data=fields, files={"file": ("blob", body)})
+        return await http.post(signed["url"], data=fields, files={"file": ("blob", body)}, headers=headers)
 
 
 def policy_conditions(signed: dict[str, Any]) -> list[Any]:

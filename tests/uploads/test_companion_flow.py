@@ -99,10 +99,13 @@ async def test_1_mib_single_upload_is_a_post_policy(
     assert ["content-length-range", len(data), len(data)] in conditions
     meta = [name for c in conditions if isinstance(c, dict) for name in c if name.startswith("x-amz-meta-")]
     assert all(params["fields"][name] for name in meta)
-    posted = await post_form(params, data)
+    posted = await post_form(params, data, headers={"Origin": "http://127.0.0.1:5173"})
     assert posted.status_code == 204, posted.text
-    # What stock Uppy reads from the answer (the local stack's moto adds them, as S3 sends them).
+    # What stock Uppy reads from the answer, from script (the local stack's moto adds them, as
+    # S3 sends them): ETag and Location, both exposed by the bucket's CORS rule.
     assert posted.headers["etag"].strip('"') and posted.headers["location"].endswith(key.split("/")[-1])
+    exposed = {h.strip().lower() for h in posted.headers["access-control-expose-headers"].split(",")}
+    assert {"etag", "location"} <= exposed
     obj = s3.get_object(Bucket=settings.bucket, Key=key)
     assert obj["Body"].read() == data
     assert obj["ContentType"] == "image/jpeg"

@@ -5,6 +5,7 @@ responses, its log group, and an IAM role that names only that function's own re
 from __future__ import annotations
 
 from core import resources
+from core.quarantine import SCANNER_PRINCIPAL_TAG as SCANNER_TAG
 from infra.cfn import (
     STACK,
     Json,
@@ -45,12 +46,17 @@ def _s3_statements(name: str) -> list[Json]:
         "Action": ["s3:GetObject", "s3:GetObjectVersion"],
         "Resource": [_object_arn(ORIGINAL_KEYS)],
     }
-    out = [read]
-    if name == "scan":  # infected → tag the original, delete derivatives
+    out = [read, _delete_originals()]  # any processor may refuse an overwrite (delete that version)
+    if name == "scan":  # infected → tag the original (its pinned version), delete derivatives
         out.append(
             {
                 "Effect": "Allow",
-                "Action": ["s3:GetObjectTagging", "s3:PutObjectTagging"],
+                "Action": [
+                    "s3:GetObjectTagging",
+                    "s3:PutObjectTagging",
+                    "s3:GetObjectVersionTagging",
+                    "s3:PutObjectVersionTagging",
+                ],
                 "Resource": [_object_arn(ORIGINAL_KEYS)],
             }
         )
@@ -66,6 +72,16 @@ def _s3_statements(name: str) -> list[Json]:
             }
         )
     return out
+
+
+def _delete_originals() -> Json:
+    """Delete an original's versions: a refused overwrite, the original of a failed upload."""
+    return {
+        "Sid": "DeleteOriginalVersions",
+        "Effect": "Allow",
+        "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion"],
+        "Resource": [_object_arn(ORIGINAL_KEYS)],
+    }
 
 
 def policy_statements(name: str) -> list[Json]:
@@ -107,6 +123,13 @@ def policy_statements(name: str) -> list[Json]:
             "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
             "Resource": [ref("UploadsKeyArn")],
         },
+        {
+            # read at cold start (core/secrets.py), never resolved into the environment
+            "Sid": "ReadDatabaseUrlSecret",
+            "Effect": "Allow",
+            "Action": ["secretsmanager:GetSecretValue"],
+            "Resource": [ref("DatabaseUrlSecretArn")],
+        },
     ]
 
 
@@ -115,7 +138,7 @@ def _environment(name: str) -> Json:
         "BUILDPEER_STACK": ref("Stack"),
         "BUILDPEER_BUCKET": ref("BucketName"),
         "BUILDPEER_AWS_REGION": ref("AWS::Region"),
-        "BUILDPEER_DATABASE_URL": sub("{{resolve:secretsmanager:${DatabaseUrlSecretArn}}}"),
+        "BUILDPEER_DATABASE_URL_SECRET_ARN": ref("DatabaseUrlSecretArn"),
         "BUILDPEER_REDIS_URL": ref("RedisUrl"),
         "BUILDPEER_OTEL_EXPORTER": ref("OtelExporter"),
         "BUILDPEER_LOG_LEVEL": "INFO",
@@ -183,6 +206,8 @@ def _function(name: str, memory: int, timeout: int, statements: list[Json]) -> d
                         "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
                     }
                 ],
+                # the bucket policy denies quarantined objects to every principal without it
+                **({"Tags": [{"Key": SCANNER_TAG[0], "Value": SCANNER_TAG[1]}]} if name == "scan" else {}),
             },
         },
         fn: {
@@ -216,10 +241,10 @@ SWEEP_RATE = "rate(5 minutes)"
 
 
 def _common_statements(name: str) -> list[Json]:
-    """Own log group, publish the outcome topics, use the uploads key: what every function needs."""
-    return [
-        s for s in policy_statements(name) if s.get("Sid") in ("OwnLogGroup", "PublishOutcomes", "UploadsKey")
-    ]
+    """Own log group, publish the outcome topics, use the uploads key, read the database URL:
+    what every function needs."""
+    common = ("OwnLogGroup", "PublishOutcomes", "UploadsKey", "ReadDatabaseUrlSecret")
+    return [s for s in policy_statements(name) if s.get("Sid") in common]
 
 
 def deadletter_statements() -> list[Json]:
@@ -237,6 +262,7 @@ def deadletter_statements() -> list[Json]:
                 queue_arn(resources.dead_letter_queue_name(STACK, p.name)) for p in resources.PROCESSORS
             ],
         },
+        _delete_originals(),  # a dead-lettered step fails its upload: its original goes
         *_common_statements(DEADLETTER),
     ]
 
@@ -247,7 +273,7 @@ def _auxiliary_resources() -> dict[str, Json]:
         out[logical_id(spec.name, "dead-letter-event-source-mapping")] = _event_source(
             DEADLETTER, resources.dead_letter_queue_name(STACK, spec.name), 10
         )
-    out.update(_function(SWEEPER, 256, 300, _common_statements(SWEEPER)))
+    out.update(_function(SWEEPER, 256, 300, [_delete_originals(), *_common_statements(SWEEPER)]))
     out["SweeperSchedule"] = {
         "Type": "AWS::Events::Rule",
         "Properties": {

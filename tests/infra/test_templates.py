@@ -247,12 +247,10 @@ def test_processor_roles_name_only_their_own_resources(name: str) -> None:
     writes = {
         a for s in document["Statement"] for a in s["Action"] if a in ("s3:PutObject", "s3:DeleteObject")
     }
+    # every processor may delete an original's versions (a refused overwrite, a failed
+    # upload's original: issue 12); only the image and document processors write
     assert writes == (
-        {"s3:PutObject"}
-        if name in ("image", "document")
-        else {"s3:DeleteObject"}
-        if name == "scan"
-        else set()
+        {"s3:PutObject", "s3:DeleteObject"} if name in ("image", "document") else {"s3:DeleteObject"}
     )
 
 
@@ -267,9 +265,15 @@ def test_dead_letter_function_reads_only_the_processor_dead_letter_queues() -> N
         if m["Properties"]["FunctionName"] == {"Ref": "DeadletterFunction"}
     }
     assert sources == queues
-    assert not any(":s3:::" in t for t in strings(document))
+    # S3: only deleting originals' versions (a dead-lettered or timed-out upload's original)
+    originals = "arn:${AWS::Partition}:s3:::${BucketName}/tenant-*/project-*/uploads/*/original/*"
+    assert [t for t in strings(document) if ":s3:::" in t] == [originals]
     (sweeper,) = _role_documents(processors, "SweeperRole")
-    assert not any(":sqs:" in t or ":s3:::" in t for t in strings(sweeper))
+    assert not any(":sqs:" in t for t in strings(sweeper))
+    assert [t for t in strings(sweeper) if ":s3:::" in t] == [originals]
+    for role in (document, sweeper):
+        s3_actions = {a for s in role["Statement"] for a in s["Action"] if a.startswith("s3:")}
+        assert s3_actions == {"s3:DeleteObject", "s3:DeleteObjectVersion"}
     schedule = processors["Resources"]["SweeperSchedule"]["Properties"]
     assert schedule["ScheduleExpression"].startswith("rate(")
 

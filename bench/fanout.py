@@ -53,7 +53,7 @@ def serve_hub(port: int) -> None:
     from core.db import create_pool
     from core.settings import Settings
     from server.auth import TokenVerifier
-    from server.realtime import RealtimeComponent, routes
+    from server.realtime import RealtimeComponent, build_node, routes
 
     settings = Settings.from_env()
 
@@ -61,7 +61,9 @@ def serve_hub(port: int) -> None:
     async def lifespan(app: Starlette) -> Any:
         assert settings.database_url
         app.state.pool = await create_pool(settings.database_url, min_size=1, max_size=10)
-        component = RealtimeComponent(app)
+        node = build_node(settings, pool=app.state.pool, verifier=app.state.verifier)
+        app.state.realtime = node
+        component = RealtimeComponent(node)
         await component.start()
         yield
         await component.stop()

@@ -303,7 +303,7 @@ async def run(settings: Any, events_url: str, args: argparse.Namespace) -> Repor
     from devstack.process import free_port, port_open, wait_until
     from server.realtime.broker import Publication
     from server.realtime.channels import parse_channel
-    from server.realtime.hub import event_channels, event_data
+    from server.realtime.node import event_channels, event_data
     from server.realtime.redis_broker import RedisBroker
 
     total_events = int(args.rate * args.minutes * 60)

@@ -22,6 +22,7 @@ from core.settings import Settings
 from server import dashboard, derivatives_api, notifications_api, openapi, realtime, redis_client, uploads
 from server.auth import TokenVerifier
 from server.errors import EXCEPTION_HANDLERS
+from server.gc_policy import GcPolicy
 from server.health import health
 from server.metrics import MetricsListener
 from server.middleware import CORSMiddleware, RequestContextMiddleware
@@ -72,13 +73,13 @@ def _routes() -> list[BaseRoute]:
     return routes
 
 
-def _components(app: Starlette) -> list[Component]:
+def _components(app: Starlette, node: realtime.Node) -> list[Component]:
     components: list[Component] = []
     # Feature components (hub, consumers, sweepers, schedulers) register here.
     components += uploads.components(app.state)
-    components.append(realtime.RealtimeComponent(app))
+    components.append(realtime.RealtimeComponent(node))
     if app.state.settings.events_consumer_enabled:
-        components.append(realtime.EventConsumer.for_app(app))
+        components.append(realtime.EventConsumer.for_app(app, node))
     components += notifications_api.components(app)
     return components
 
@@ -110,10 +111,17 @@ def create_app(settings: Settings, *, run_components: bool = True) -> Starlette:
             app.state.sqs = await stack.enter_async_context(app.state.aws.client("sqs", **aws_kwargs))
             app.state.sns = await stack.enter_async_context(app.state.aws.client("sns", **aws_kwargs))
             if run_components:
-                for component in _components(app):
+                # The publisher (the real-time node) exists before the components using it.
+                node = realtime.build_node(settings, pool=app.state.pool, verifier=app.state.verifier)
+                app.state.realtime = node
+                app.state.publisher = node
+                for component in _components(app, node):
                     await component.start()
                     stack.push_async_callback(component.stop)
                     log.info("component started", extra={"component": component.name})
+            gc_policy = GcPolicy()  # see server/gc_policy.py: a third of a poll's CPU otherwise
+            gc_policy.settle()
+            stack.callback(gc_policy.restore)
             yield
 
     app = Starlette(
@@ -136,7 +144,7 @@ def create_app(settings: Settings, *, run_components: bool = True) -> Starlette:
     )
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings)
-    # Replaced by the real-time hub when it is wired in; progress events go through it.
-    publisher: EventPublisher = MemoryPublisher()
-    app.state.publisher = publisher
+    if not run_components:  # no real-time node: publications are kept for the test to read
+        publisher: EventPublisher = MemoryPublisher()
+        app.state.publisher = publisher
     return app

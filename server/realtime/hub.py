@@ -1,340 +1,132 @@
-"""The hub: sessions of this process, their channel subscriptions, and the broker.
+"""The hub: this process's clients indexed by channel, by user and by tenant, and the
+fan-out of one publication to a channel's local subscribers. No I/O, nothing awaits:
+delivering is queueing into each client's writer (centrifugal/centrifuge ``hub.go``).
 
-It implements :class:`core.publish.EventPublisher`: ``publish(event)`` appends the event
-to the history of its ``upload:``, ``project:``, ``user:`` and ``tenant:`` channels and
-fans it out to every instance; each instance delivers to its local subscribers.
+The node (:mod:`server.realtime.node`) decides what reaches the hub, and in what order.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
 import uuid
-from collections.abc import Coroutine
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
 
-import asyncpg
-import orjson
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind
-from starlette.websockets import WebSocket
-
-from core.auth import Principal
-from core.events import Event
-from core.settings import Settings
 from server import metrics
-from server.auth import TokenVerifier
 from server.realtime import protocol as p
-from server.realtime.broker import Broker, BrokerUnavailable, Publication, StreamPosition
-from server.realtime.channels import Channel, Namespace
-from server.realtime.registry import SessionRegistry
-from server.realtime.session import Session, Subscription
-
-log = logging.getLogger(__name__)
-_tracer = trace.get_tracer("buildpeer.hub")
+from server.realtime.broker import Publication
+from server.realtime.channels import Channel
 
 
-@dataclass(frozen=True, slots=True)
-class HubConfig:
-    ping_interval: float = 25.0
-    pong_timeout: float = 8.0
-    max_queue_bytes: int = 1024 * 1024
-    max_frame_bytes: int = 65536
-    history_size: int = 300
-    history_ttl: int = 600
-    tenant_connection_limit: int = 0
-    shutdown_timeout: float = 5.0
-    close_timeout: float = 5.0
+@dataclass(eq=False, slots=True)
+class Subscription:
+    """One client's subscription. ``offset``/``epoch``: the last position delivered to
+    it. While ``recovering`` (its subscribe is being answered) live publications wait in
+    ``buffer``."""
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> HubConfig:
-        return cls(
-            ping_interval=settings.realtime_ping_seconds,
-            pong_timeout=settings.realtime_pong_timeout_seconds,
-            max_queue_bytes=settings.realtime_max_queue_bytes,
-            max_frame_bytes=settings.realtime_max_frame_bytes,
-            history_size=settings.realtime_history_size,
-            history_ttl=settings.realtime_history_ttl_seconds,
-            tenant_connection_limit=settings.realtime_tenant_connection_limit,
-            shutdown_timeout=settings.realtime_shutdown_seconds,
-        )
+    channel: Channel
+    broker_channel: str
+    offset: int = 0
+    epoch: str = ""
+    recovering: bool = True
+    buffer: list[tuple[Publication, str]] = field(default_factory=list)
 
 
-def event_channels(event: Event) -> list[Channel]:
-    return [
-        Channel(Namespace.UPLOAD, event.upload_id),
-        Channel(Namespace.PROJECT, event.project_id),
-        Channel(Namespace.USER, event.user_id),
-        Channel(Namespace.TENANT, event.tenant_id),
-    ]
+class HubClient(Protocol):
+    def deliver(self, sub: Subscription, pub: Publication, frame: str) -> None:
+        """Queue ``frame`` (the push of ``pub``) for ``sub``; never awaits."""
+        ...
 
 
-def event_data(event: Event, upload: dict[str, Any] | None = None) -> bytes:
-    """The publication of an event: the event itself plus, when known, the upload's
-    current public document (``core.upload_view.upload_document``)."""
-    body = event.to_dict()
-    if upload is not None:
-        body["upload"] = upload
-    return orjson.dumps(body)
+C = TypeVar("C", bound=HubClient)
 
 
-def _client_channel(broker_channel: str) -> str:
-    return broker_channel.split(":", 1)[1]
+class ConnectionLimitReached(Exception):
+    pass
 
 
-class Hub:
-    def __init__(
-        self,
-        *,
-        broker: Broker,
-        pool: asyncpg.Pool,
-        verifier: TokenVerifier,
-        config: HubConfig | None = None,
-        verify_in_thread: bool = False,
-    ) -> None:
-        self.broker = broker
-        self.pool = pool
-        self.verifier = verifier
-        self.config = config or HubConfig()
-        self.registry = SessionRegistry(self.config.tenant_connection_limit)
-        self.accepting = False
-        self._verify_in_thread = verify_in_thread
-        self._sessions: set[Session] = set()
-        self._channels: dict[str, dict[Session, Subscription]] = {}
-        self._ready: dict[str, asyncio.Task[None]] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self.loop: asyncio.AbstractEventLoop | None = None
+class Hub(Generic[C]):
+    __slots__ = ("_by_tenant", "_by_user", "_channels", "tenant_limit")
 
-    # --- lifecycle ---
+    def __init__(self, tenant_limit: int = 0) -> None:
+        self.tenant_limit = tenant_limit  # 0 = unlimited
+        self._by_tenant: dict[uuid.UUID, set[C]] = {}
+        self._by_user: dict[tuple[uuid.UUID, uuid.UUID], set[C]] = {}
+        self._channels: dict[str, dict[C, Subscription]] = {}
 
-    async def start(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        await self.broker.start(self._on_publication, self._on_resubscribed)
-        self.accepting = True
+    # --- clients ---
 
-    async def stop(self) -> None:
-        """Stop accepting, advise every client to reconnect elsewhere, drain, close."""
-        self.accepting = False
-        sessions = list(self._sessions)
-        for session in sessions:
-            session.disconnect(p.SHUTDOWN)
-        if sessions:
-            await asyncio.wait(
-                [asyncio.create_task(s.wait_closed()) for s in sessions], timeout=self.config.shutdown_timeout
-            )
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.shield(self.broker.stop())
+    def add_client(self, client: C, tenant_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        clients = self._by_tenant.setdefault(tenant_id, set())
+        if self.tenant_limit and len(clients) >= self.tenant_limit:
+            if not clients:
+                del self._by_tenant[tenant_id]
+            raise ConnectionLimitReached(str(tenant_id))
+        clients.add(client)
+        self._by_user.setdefault((tenant_id, user_id), set()).add(client)
+        metrics.WEBSOCKET_CONNECTIONS.labels(str(tenant_id)).inc()
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def serve(self, websocket: WebSocket) -> None:
-        """The ``/connection/websocket`` endpoint."""
-        if not self.accepting:
-            await websocket.accept()
-            await websocket.close(p.SHUTDOWN.code, p.SHUTDOWN.reason)
+    def remove_client(self, client: C, tenant_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        clients = self._by_tenant.get(tenant_id)
+        if clients is None or client not in clients:
             return
-        session = Session(self, websocket)
-        self._sessions.add(session)
-        try:
-            await session.serve()
-        finally:
-            session.disconnect(p.CONNECTION_CLOSED)  # no-op when already closed
-            self._sessions.discard(session)
+        clients.discard(client)
+        if not clients:
+            del self._by_tenant[tenant_id]
+        users = self._by_user.get((tenant_id, user_id), set())
+        users.discard(client)
+        if not users:
+            self._by_user.pop((tenant_id, user_id), None)
+        metrics.WEBSOCKET_CONNECTIONS.labels(str(tenant_id)).dec()
 
-    async def verify_token(self, token: str) -> Principal:
-        if self._verify_in_thread:  # a JWKS fetch may block
-            return await asyncio.to_thread(self.verifier.verify, token)
-        return self.verifier.verify(token)
+    def count(self, tenant_id: uuid.UUID | None = None) -> int:
+        if tenant_id is None:
+            return sum(len(c) for c in self._by_tenant.values())
+        return len(self._by_tenant.get(tenant_id, ()))
 
-    @property
-    def session_count(self) -> int:
-        return len(self._sessions)
+    def user_clients(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> list[C]:
+        return list(self._by_user.get((tenant_id, user_id), ()))
 
-    # --- subscriptions ---
+    def __iter__(self) -> Iterator[C]:
+        for clients in list(self._by_tenant.values()):
+            yield from list(clients)
 
-    async def subscribe(
-        self, session: Session, sub: Subscription, *, recover: bool, offset: int, epoch: str
-    ) -> dict[str, Any]:
-        key = sub.broker_channel
+    # --- channels ---
+
+    def add_subscriber(self, key: str, client: C, sub: Subscription) -> bool:
+        """Index ``sub`` under broker channel ``key``; ``True`` when it is the first."""
         subscribers = self._channels.get(key)
+        first = subscribers is None
         if subscribers is None:
             subscribers = self._channels[key] = {}
-            self._ready[key] = asyncio.create_task(self.broker.subscribe(key), name=f"broker-sub-{key}")
-        subscribers[session] = sub  # live publications are buffered in ``sub`` from now on
-        ready = self._ready[key]
-        try:
-            await asyncio.shield(ready)
-            pubs, position = await self.broker.history(
-                key, since=offset if recover else None, limit=-1 if recover else 0
-            )
-        except BaseException:
-            self._drop(session, sub)
-            raise
-        result: dict[str, Any] = {"recoverable": True, "positioned": True}
-        if recover:
-            recovered = (
-                epoch == position.epoch
-                and offset <= position.offset
-                and (offset == position.offset or (bool(pubs) and pubs[0].offset == offset + 1))
-            )
-            result["was_recovering"] = True
-            result["recovered"] = recovered
-            if recovered and pubs:
-                result["publications"] = [p.publication_dict(pub.data, pub.offset) for pub in pubs]
-                position = StreamPosition(max(position.offset, pubs[-1].offset), position.epoch)
-        sub.offset, sub.epoch = position.offset, position.epoch
-        result["epoch"] = position.epoch
-        result["offset"] = position.offset
-        assert session.principal is not None
-        self._spawn(
-            self._quiet(self.broker.add_presence(key, session.client_id, str(session.principal.user_id))),
-            "presence-add",
-        )
-        return result
+        subscribers[client] = sub
+        return first
 
-    def activate(self, session: Session, sub: Subscription) -> None:
-        """After the subscribe reply is queued: deliver what arrived meanwhile, go live."""
-        buffered, sub.buffer = sub.buffer, []
-        sub.recovering = False
-        for pub, frame in buffered:
-            session.deliver(sub, pub, frame)
-
-    def unsubscribe(self, session: Session, sub: Subscription) -> None:
-        self._drop(session, sub)
-        self._spawn(
-            self._quiet(self.broker.remove_presence(sub.broker_channel, session.client_id)), "presence-rm"
-        )
-
-    def forget(self, session: Session) -> None:
-        """The session ended: leave its channels and the registry (synchronous)."""
-        for sub in session.subscriptions.values():
-            self.unsubscribe(session, sub)
-        session.subscriptions.clear()
-        if session.principal is not None:
-            self.registry.remove(session, session.principal.tenant_id, session.principal.user_id)
-
-    def _drop(self, session: Session, sub: Subscription) -> None:
-        key = sub.broker_channel
+    def remove_subscriber(self, key: str, client: C, sub: Subscription) -> bool:
+        """``True`` when ``sub`` was the channel's last subscriber here."""
         subscribers = self._channels.get(key)
-        if subscribers is None or subscribers.get(session) is not sub:
-            return
-        del subscribers[session]
+        if subscribers is None or subscribers.get(client) is not sub:
+            return False
+        del subscribers[client]
         if subscribers:
-            return
+            return False
         del self._channels[key]
-        ready = self._ready.pop(key)
-        self._spawn(self._release(key, ready), f"broker-unsub-{key}")
+        return True
 
-    async def _release(self, key: str, ready: asyncio.Task[None]) -> None:
-        try:
-            await asyncio.shield(ready)
-        except Exception:
-            return  # never subscribed
-        await self._quiet(self.broker.unsubscribe(key))
+    def subscribers(self, key: str) -> list[tuple[C, Subscription]]:
+        return list(self._channels.get(key, {}).items())
 
-    async def refresh_presence(self, session: Session) -> None:
-        if session.principal is None:
-            return
-        for sub in list(session.subscriptions.values()):
-            await self._quiet(
-                self.broker.add_presence(
-                    sub.broker_channel, session.client_id, str(session.principal.user_id)
-                )
-            )
+    def channels(self) -> list[str]:
+        return list(self._channels)
 
-    @staticmethod
-    async def _quiet(coro: Coroutine[Any, Any, Any]) -> None:
-        try:
-            await coro
-        except BrokerUnavailable as exc:
-            log.debug("realtime broker call failed: %s", exc)
-
-    async def history(
-        self, sub: Subscription, *, limit: int, since: int | None, epoch: str | None, reverse: bool
-    ) -> dict[str, Any]:
-        cap = self.config.history_size
-        limit = cap if limit < 0 or limit > cap else limit
-        pubs, position = await self.broker.history(
-            sub.broker_channel, since=since, limit=limit, reverse=reverse
-        )
-        if epoch is not None and since is not None and epoch != position.epoch:
-            raise p.ReplyError(p.ErrorCode.UNRECOVERABLE_POSITION)
-        return {
-            "publications": [p.publication_dict(pub.data, pub.offset) for pub in pubs],
-            "epoch": position.epoch,
-            "offset": position.offset,
-        }
-
-    # --- fan-out ---
-
-    def _on_publication(self, key: str, pub: Publication) -> None:
+    def broadcast(self, key: str, pub: Publication) -> int:
+        """Queue ``pub`` for every local subscriber of ``key``; how many there were."""
         subscribers = self._channels.get(key)
         if not subscribers:
-            return
-        frame = p.publication_push(_client_channel(key), pub.data, pub.offset)
-        for session, sub in list(subscribers.items()):
-            session.deliver(sub, pub, frame)
-        metrics.PUBLICATIONS_DELIVERED.inc(len(subscribers))
-
-    async def _on_resubscribed(self) -> None:
-        """The live feed was down: deliver what was published meanwhile from history, or
-        tell the client to reconnect and recover (3010) when its position is lost."""
-        for key, subscribers in list(self._channels.items()):
-            live = [(s, sub) for s, sub in subscribers.items() if not sub.recovering]
-            if not live:
-                continue
-            try:
-                pubs, position = await self.broker.history(
-                    key, since=min(sub.offset for _, sub in live), limit=-1
-                )
-            except BrokerUnavailable:
-                for session, _ in live:
-                    session.disconnect(p.INSUFFICIENT_STATE)
-                continue
-            name = _client_channel(key)
-            for session, sub in live:
-                if sub.epoch != position.epoch:
-                    session.disconnect(p.INSUFFICIENT_STATE)
-                    continue
-                for pub in pubs:
-                    session.deliver(sub, pub, p.publication_push(name, pub.data, pub.offset))
-                if not session.closed and sub.offset < position.offset:
-                    session.disconnect(p.INSUFFICIENT_STATE)
-
-    # --- publishing (EventPublisher) ---
-
-    async def publish(self, event: Event, upload: dict[str, Any] | None = None) -> None:
-        data = event_data(event, upload)
-        key = str(event.upload_id)
-        started = time.perf_counter()
-        channels = event_channels(event)
-        with _tracer.start_as_current_span(
-            "publish",
-            kind=SpanKind.PRODUCER,
-            attributes={"buildpeer.event_type": event.type.value, "buildpeer.channels": len(channels)},
-        ):
-            await asyncio.gather(
-                *(
-                    self.broker.publish(channel.broker_name(event.tenant_id), data, key=key)
-                    for channel in channels
-                )
-            )
-        metrics.FANOUT_LATENCY.observe(time.perf_counter() - started)
-
-    async def publish_data(
-        self, tenant_id: uuid.UUID, channel: Channel, data: bytes, *, key: str | None = None
-    ) -> StreamPosition:
-        """Publish raw JSON ``data`` to one channel (tests, benchmarks, admin tools)."""
-        return await self.broker.publish(channel.broker_name(tenant_id), data, key=key)
-
-    def disconnect_user(
-        self, tenant_id: uuid.UUID, user_id: uuid.UUID, disconnect: p.Disconnect = p.FORCE_RECONNECT
-    ) -> int:
-        return self.registry.disconnect_user(tenant_id, user_id, disconnect)
+            return 0
+        frame = ""
+        for client, sub in list(subscribers.items()):
+            if not frame:
+                frame = p.publication_push(sub.channel.name, pub.data, pub.offset)
+            client.deliver(sub, pub, frame)
+        return len(subscribers)

@@ -1,4 +1,5 @@
-"""In-process broker: one server instance, same semantics as the Redis one."""
+"""In-process broker (``memory://``): one server instance, the same semantics as the Redis
+one — tests/realtime/test_broker_contract.py runs one suite against both."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from server.realtime.broker import (
+    OnControl,
     OnPublication,
     OnResubscribed,
     PresenceStats,
@@ -33,12 +35,24 @@ class MemoryBroker:
         self._subscribed: set[str] = set()
         self._presence: dict[str, dict[str, tuple[str, float]]] = {}
         self._on_publication: OnPublication | None = None
+        self._on_control: OnControl | None = None
 
-    async def start(self, on_publication: OnPublication, on_resubscribed: OnResubscribed) -> None:
+    async def start(
+        self,
+        on_publication: OnPublication,
+        on_resubscribed: OnResubscribed,
+        on_control: OnControl | None = None,
+    ) -> None:
         self._on_publication = on_publication
+        self._on_control = on_control
 
     async def stop(self) -> None:
         self._on_publication = None
+        self._on_control = None
+
+    async def publish_control(self, data: bytes) -> None:
+        if self._on_control is not None:
+            self._on_control(data)
 
     def _stream(self, channel: str) -> _Stream:
         now = time.monotonic()
@@ -90,7 +104,3 @@ class MemoryBroker:
         entries = {c: v for c, v in self._presence.get(channel, {}).items() if v[1] >= now}
         self._presence[channel] = entries
         return PresenceStats(len(entries), len({user for user, _ in entries.values()}))
-
-    def drop_history(self, channel: str) -> None:
-        """Lose a channel's stream entirely (as a Redis restart would): a new epoch."""
-        self._streams.pop(channel, None)

@@ -112,6 +112,22 @@ CONNECTION_LIMIT = Disconnect(3504, "connection limit")
 CHANNEL_LIMIT = Disconnect(3505, "channel limit")
 
 
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    """A server unsubscribe push (centrifugal/centrifuge ``unsubscribe.go``): codes below
+    2500 leave the subscription unsubscribed, 2500 and above make the client resubscribe
+    (recovering from its last position)."""
+
+    code: int
+    reason: str
+
+
+UNSUBSCRIBE_SERVER = Unsubscribe(2000, "server unsubscribe")
+UNSUBSCRIBE_INSUFFICIENT = Unsubscribe(2500, "insufficient state")
+
+
 class ProtocolViolation(Exception):
     """The frame cannot be read as protocol: the connection ends with ``disconnect``."""
 

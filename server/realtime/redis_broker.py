@@ -12,7 +12,7 @@ PUB/SUB is therefore the order of offsets.
 
 One PUB/SUB connection per instance, owned by a reader task. When it breaks, the task
 reconnects with capped exponential backoff, resubscribes every channel and calls
-``on_resubscribed`` so the hub can check its subscribers' positions (nothing published
+``on_resubscribed`` so the node can check its channels' positions (nothing published
 while the feed was down goes unnoticed).
 """
 
@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 
 from server.realtime.broker import (
     BrokerUnavailable,
+    OnControl,
     OnPublication,
     OnResubscribed,
     PresenceStats,
@@ -160,15 +161,22 @@ class RedisBroker:
         self._followups: set[asyncio.Task[None]] = set()
         self._on_publication: OnPublication | None = None
         self._on_resubscribed: OnResubscribed | None = None
+        self._on_control: OnControl | None = None
         self._closing = False
         self.connected = asyncio.Event()
         self.reconnects = 0
 
     # --- lifecycle ---
 
-    async def start(self, on_publication: OnPublication, on_resubscribed: OnResubscribed) -> None:
+    async def start(
+        self,
+        on_publication: OnPublication,
+        on_resubscribed: OnResubscribed,
+        on_control: OnControl | None = None,
+    ) -> None:
         self._on_publication = on_publication
         self._on_resubscribed = on_resubscribed
+        self._on_control = on_control
         self._reader = asyncio.create_task(self._read_forever(), name="redis-broker-pubsub")
         try:  # start serving even when Redis is down; the reader keeps trying
             await asyncio.wait_for(self.connected.wait(), 5)
@@ -245,6 +253,11 @@ class RedisBroker:
 
     def _deliver(self, message: dict[str, Any]) -> None:
         channel_key = _text(message["channel"])
+        if channel_key == CONTROL_CHANNEL:
+            if self._on_control is not None:
+                data = message["data"]
+                self._on_control(data if isinstance(data, bytes) else str(data).encode())
+            return
         if not channel_key.startswith(PREFIX + "p:") or self._on_publication is None:
             return
         try:
@@ -303,6 +316,13 @@ class RedisBroker:
                     await pubsub.unsubscribe(_keys(channel)[2])
                 except (RedisError, OSError):
                     pass  # the reader reconnects without it
+
+    async def publish_control(self, data: bytes) -> None:
+        try:
+            await self.redis.publish(CONTROL_CHANNEL, data)
+        except (RedisError, OSError) as exc:
+            await self._drop_idle_connections()
+            raise BrokerUnavailable(f"control publish failed: {exc}") from exc
 
     # --- history ---
 

@@ -1,36 +1,33 @@
-"""One client connection: reads commands, answers them, and writes replies and pushes
-through a send queue bounded in bytes.
+"""One client connection: reads commands from its transport, answers them, and queues
+replies and pushes in its :class:`~server.realtime.writer.Writer`.
 
-Tasks per session (all owned, all cancelled at the end): the reader, the writer, the
-pinger and, once connected, the expiry timer. ``disconnect`` is synchronous and
-idempotent: it detaches the session from the hub at once (so fan-out never waits on a
-dead or slow client), then the writer flushes what is queued (nothing, for a slow
-client) and the socket is closed with the disconnect's code within a deadline.
+The session talks only to its node, through :class:`ClientNode`, and only to its peer
+through a :class:`~server.realtime.transport.Transport`. One task per session: the
+coroutine serving it reads commands; the writer has a task only while it is writing;
+ping, pong and expiry are event-loop timers. ``disconnect`` is synchronous and
+idempotent: the node forgets the session at once (fan-out never waits on a dead or slow
+client), the reader is interrupted, what is queued is flushed (nothing, for a slow
+client) and the transport is closed with the disconnect's code within a deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
-from collections import deque
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from typing import Any, Protocol
 
 from core.auth import Principal
 from core.db import DatabaseUnavailable
 from server.auth import AuthError
 from server.realtime import protocol as p
 from server.realtime.broker import BrokerUnavailable, Publication
-from server.realtime.channels import Channel, UnknownChannel, may_subscribe, parse_channel
-from server.realtime.registry import ConnectionLimitReached
-
-if TYPE_CHECKING:
-    from server.realtime.hub import Hub
+from server.realtime.channels import Channel, UnknownChannel, parse_channel
+from server.realtime.config import RealtimeConfig
+from server.realtime.hub import ConnectionLimitReached, Subscription
+from server.realtime.transport import BadFrame, Transport, TransportClosed
+from server.realtime.writer import Writer
 
 log = logging.getLogger(__name__)
 
@@ -38,184 +35,174 @@ SERVER_VERSION = "buildpeer-1"
 MAX_CHANNELS_PER_CONNECTION = 128
 MAX_RECOVERY_BUFFER = 1000
 MAX_OFFSET = 2**53  # offsets stay exact in Lua (doubles) and JavaScript
-WRITE_BATCH_CHARS = 256 * 1024
 
 
-@dataclass(eq=False)
-class Subscription:
-    channel: Channel
-    broker_channel: str
-    offset: int = 0
-    epoch: str = ""
-    recovering: bool = True
-    buffer: list[tuple[Publication, str]] = field(default_factory=list)
+class ClientNode(Protocol):
+    """What a session may ask of its node."""
 
+    async def verify_token(self, token: str) -> Principal: ...
 
-@dataclass(eq=False, slots=True)
-class _Out:
-    text: str
-    key: str | None
-    dead: bool = False
+    def connect(self, session: Session) -> None:
+        """Register the connected session; :class:`ConnectionLimitReached`."""
+        ...
+
+    def forget(self, session: Session) -> None:
+        """The session ended: leave its channels (synchronous)."""
+        ...
+
+    async def may_subscribe(self, principal: Principal, channel: Channel) -> bool: ...
+
+    async def subscribe(
+        self, session: Session, sub: Subscription, *, recover: bool, offset: int, epoch: str
+    ) -> dict[str, Any]: ...
+
+    def activate(self, session: Session, sub: Subscription) -> None: ...
+
+    def unsubscribe(self, session: Session, sub: Subscription) -> None: ...
+
+    async def history(
+        self, sub: Subscription, *, limit: int, since: int | None, epoch: str | None, reverse: bool
+    ) -> dict[str, Any]: ...
+
+    async def presence_stats(self, sub: Subscription) -> dict[str, Any]: ...
+
+    async def revalidate(self, session: Session, principal: Principal) -> None:
+        """End every subscription ``principal`` may no longer hold."""
+        ...
 
 
 class Session:
-    def __init__(self, hub: Hub, websocket: WebSocket) -> None:
-        self.hub = hub
-        self.ws = websocket
-        self.config = hub.config
+    __slots__ = (
+        "_done",
+        "_expiry",
+        "_ping_sent",
+        "_reader",
+        "_seen",
+        "_timer",
+        "client_id",
+        "close_reason",
+        "closed",
+        "config",
+        "node",
+        "principal",
+        "subscriptions",
+        "transport",
+        "writer",
+    )
+
+    def __init__(self, node: ClientNode, transport: Transport, config: RealtimeConfig) -> None:
+        self.node = node
+        self.transport = transport
+        self.config = config
+        self.writer = Writer(transport, limit_bytes=config.max_queue_bytes, on_broken=self._write_failed)
         self.client_id = str(uuid.uuid4())
         self.principal: Principal | None = None
         self.subscriptions: dict[str, Subscription] = {}
         self.closed = False
         self.close_reason: p.Disconnect | None = None
-        self._peer_gone = False
-        self._queue: deque[_Out] = deque()
-        self._coalesce: dict[str, _Out] = {}
-        self.queued_chars = 0
-        self._wake = asyncio.Event()
-        self._done = asyncio.Event()
         self._seen = time.monotonic()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._ping_sent = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._expiry: asyncio.TimerHandle | None = None
+        self._reader: asyncio.Task[Any] | None = None
+        self._done = asyncio.Event()
 
     # --- lifecycle ---
 
     async def serve(self) -> None:
-        await self.ws.accept()
-        writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{self.client_id}")
-        self._tasks += [
-            asyncio.create_task(self._read_loop(), name=f"ws-reader-{self.client_id}"),
-            asyncio.create_task(self._ping_loop(), name=f"ws-pinger-{self.client_id}"),
-        ]
+        """Read commands until the session ends (in the calling task), then close."""
+        loop = asyncio.get_running_loop()
+        self._reader = asyncio.current_task()
+        self._timer = loop.call_later(self.config.ping_interval, self._on_ping_timer)
         try:
-            await self._done.wait()
+            await self._read_loop()
+        except asyncio.CancelledError:
+            if not self.closed or self._reader is None:
+                raise  # cancelled from outside (server stopping): close below, then re-raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()  # interrupted by our own disconnect()
         finally:
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._reader = None
+            self.disconnect(p.CONNECTION_CLOSED)  # no-op when already closed
             try:
-                await asyncio.wait_for(self._flush_and_close(writer), self.config.close_timeout)
-            except (TimeoutError, asyncio.CancelledError):
-                pass
+                await asyncio.shield(self._close())
             finally:
-                writer.cancel()
-                await asyncio.gather(writer, return_exceptions=True)
+                self._done.set()
 
-    async def _flush_and_close(self, writer: asyncio.Task[None]) -> None:
-        self._wake.set()
-        if self.close_reason == p.SLOW:
-            writer.cancel()  # its queue is dropped; the close frame goes after what is in flight
-        await asyncio.gather(asyncio.shield(writer), return_exceptions=True)
-        if self._peer_gone:
-            return
+    async def _close(self) -> None:
         reason = self.close_reason or p.CONNECTION_CLOSED
-        with contextlib.suppress(Exception):
-            await self.ws.close(reason.code, reason.reason)
+        try:
+            async with asyncio.timeout(self.config.close_timeout):
+                if reason == p.SLOW:
+                    await self.writer.abort()  # the close frame goes after what is in flight
+                else:
+                    await self.writer.flush()
+                await self.transport.close(reason.code, reason.reason)
+        except TimeoutError:
+            await self.writer.abort()
 
     def disconnect(self, reason: p.Disconnect) -> None:
-        """End the session (idempotent). The hub forgets it at once."""
+        """End the session (idempotent). The node forgets it at once."""
         if self.closed:
             return
         self.closed = True
         self.close_reason = reason
+        for timer in (self._timer, self._expiry):
+            if timer is not None:
+                timer.cancel()
         if reason == p.SLOW:
-            self._queue.clear()
-            self._coalesce.clear()
-            self.queued_chars = 0
-        self.hub.forget(self)
-        self._wake.set()
-        self._done.set()
+            self.writer.drop()
+        self.node.forget(self)
+        self.subscriptions.clear()
+        reader = self._reader
+        if reader is not None and reader is not asyncio.current_task():
+            reader.cancel()
         if reason not in (p.CONNECTION_CLOSED, p.SHUTDOWN):
             log.info("websocket disconnected", extra={"client": self.client_id, "code": reason.code})
 
     async def wait_closed(self) -> None:
         await self._done.wait()
 
+    def _write_failed(self) -> None:
+        self.disconnect(p.WRITE_ERROR)
+
     # --- writing ---
 
     def enqueue(self, text: str, key: str | None = None) -> None:
         if self.closed:
             return
-        if key is not None:
-            previous = self._coalesce.get(key)
-            if previous is not None and not previous.dead:
-                previous.dead = True  # superseded by a newer state of the same upload
-                self.queued_chars -= len(previous.text)
-        entry = _Out(text, key)
-        self._queue.append(entry)
-        if key is not None:
-            self._coalesce[key] = entry
-        self.queued_chars += len(text)
-        if self.queued_chars > self.config.max_queue_bytes:
+        if not self.writer.push(text, key):
             self.disconnect(p.SLOW)
-            return
-        self._wake.set()
-
-    async def _write_loop(self) -> None:
-        while True:
-            if not self._queue:
-                if self.closed:
-                    return
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            parts: list[str] = []
-            size = 0
-            while self._queue and size < WRITE_BATCH_CHARS:
-                entry = self._queue.popleft()
-                if entry.dead:
-                    continue
-                self.queued_chars -= len(entry.text)
-                if entry.key is not None and self._coalesce.get(entry.key) is entry:
-                    del self._coalesce[entry.key]
-                parts.append(entry.text)
-                size += len(entry.text)
-            if not parts:
-                continue
-            try:
-                await self.ws.send_text("\n".join(parts))
-            except (WebSocketDisconnect, RuntimeError, OSError):
-                self._peer_gone = True
-                self.disconnect(p.WRITE_ERROR)
-                return
 
     # --- reading ---
 
     async def _read_loop(self) -> None:
-        try:
-            while not self.closed:
-                message = await self.ws.receive()
-                if message["type"] == "websocket.disconnect":
-                    self._peer_gone = True
-                    self.disconnect(p.CONNECTION_CLOSED)
+        max_frame = self.config.max_frame_bytes
+        while not self.closed:
+            try:
+                text = await self.transport.receive()
+            except TransportClosed:
+                self.disconnect(p.CONNECTION_CLOSED)
+                return
+            except BadFrame:
+                self.disconnect(p.BAD_REQUEST)
+                return
+            self._seen = time.monotonic()
+            if len(text) > max_frame or len(text.encode()) > max_frame:
+                log.info("websocket frame too large", extra={"client": self.client_id})
+                self.disconnect(p.BAD_REQUEST)
+                return
+            try:
+                commands = p.decode_frame(text)
+            except p.ProtocolViolation as exc:
+                log.info("websocket protocol violation: %s", exc.detail, extra={"client": self.client_id})
+                self.disconnect(exc.disconnect)
+                return
+            for command in commands:
+                await self._handle(command)
+                if self.closed:
                     return
-                self._seen = time.monotonic()
-                text = message.get("text")
-                if text is None:
-                    self.disconnect(p.BAD_REQUEST)  # JSON protocol: text frames only
-                    return
-                if (
-                    len(text) > self.config.max_frame_bytes
-                    or len(text.encode()) > self.config.max_frame_bytes
-                ):
-                    log.info("websocket frame too large", extra={"client": self.client_id})
-                    self.disconnect(p.BAD_REQUEST)
-                    return
-                try:
-                    commands = p.decode_frame(text)
-                except p.ProtocolViolation as exc:
-                    log.info("websocket protocol violation: %s", exc.detail, extra={"client": self.client_id})
-                    self.disconnect(exc.disconnect)
-                    return
-                for command in commands:
-                    await self._handle(command)
-                    if self.closed:
-                        return
-        except (WebSocketDisconnect, OSError):
-            self._peer_gone = True
-            self.disconnect(p.CONNECTION_CLOSED)
-        except RuntimeError:  # receive after the socket closed
-            self._peer_gone = True
-            self.disconnect(p.CONNECTION_CLOSED)
 
     async def _handle(self, command: p.Command) -> None:
         if command.method is None:
@@ -247,31 +234,42 @@ class Session:
         if command.id and command.method:
             self.enqueue(p.reply(command.id, command.method, result))
 
-    # --- timers ---
+    # --- timers (event-loop callbacks, no task) ---
 
-    async def _ping_loop(self) -> None:
-        interval, timeout = self.config.ping_interval, self.config.pong_timeout
-        await asyncio.sleep(interval)
+    def _on_ping_timer(self) -> None:
+        if self.closed:
+            return
         if self.principal is None:
             self.disconnect(p.STALE)  # never authenticated
             return
-        while not self.closed:
-            sent = time.monotonic()
-            self.enqueue(p.PING)
-            await asyncio.sleep(min(timeout, interval))
-            if self._seen < sent:
-                self.disconnect(p.NO_PONG)
-                return
-            await self.hub.refresh_presence(self)
-            await asyncio.sleep(max(0.0, interval - (time.monotonic() - sent)))
+        self._ping_sent = time.monotonic()
+        self.enqueue(p.PING)
+        delay = min(self.config.pong_timeout, self.config.ping_interval)
+        self._timer = asyncio.get_running_loop().call_later(delay, self._on_pong_deadline)
 
-    async def _expiry_loop(self) -> None:
-        while not self.closed and self.principal is not None:
-            left = self.principal.expires_at - time.time()
-            if left <= 0:
-                self.disconnect(p.EXPIRED)
-                return
-            await asyncio.sleep(left)
+    def _on_pong_deadline(self) -> None:
+        if self.closed:
+            return
+        if self._seen < self._ping_sent:
+            self.disconnect(p.NO_PONG)
+            return
+        left = max(0.0, self.config.ping_interval - (time.monotonic() - self._ping_sent))
+        self._timer = asyncio.get_running_loop().call_later(left, self._on_ping_timer)
+
+    def _schedule_expiry(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        assert self.principal is not None
+        left = max(0.0, self.principal.expires_at - time.time())
+        self._expiry = asyncio.get_running_loop().call_later(left, self._on_expiry)
+
+    def _on_expiry(self) -> None:
+        if self.closed or self.principal is None:
+            return
+        if self.principal.expires_at - time.time() <= 0:
+            self.disconnect(p.EXPIRED)
+        else:
+            self._schedule_expiry()
 
     # --- commands ---
 
@@ -280,7 +278,7 @@ class Session:
         if not isinstance(token, str) or not token:
             raise p.ProtocolViolation("no token", p.INVALID_TOKEN)
         try:
-            return await self.hub.verify_token(token)
+            return await self.node.verify_token(token)
         except AuthError as exc:
             if exc.code == "token_expired":
                 raise p.ReplyError(p.ErrorCode.TOKEN_EXPIRED) from exc
@@ -296,12 +294,13 @@ class Session:
         principal = await self._verify(command.params)
         if self.closed:
             return
-        try:
-            self.hub.registry.add(self, principal.tenant_id, principal.user_id)
-        except ConnectionLimitReached as exc:
-            raise p.ReplyError(p.ErrorCode.LIMIT_EXCEEDED, "tenant connection limit", temporary=True) from exc
         self.principal = principal
-        self._tasks.append(asyncio.create_task(self._expiry_loop(), name=f"ws-expiry-{self.client_id}"))
+        try:
+            self.node.connect(self)
+        except ConnectionLimitReached as exc:
+            self.principal = None
+            raise p.ReplyError(p.ErrorCode.LIMIT_EXCEEDED, "tenant connection limit", temporary=True) from exc
+        self._schedule_expiry()
         self._reply(
             command,
             {
@@ -319,11 +318,15 @@ class Session:
         assert self.principal is not None
         if (principal.tenant_id, principal.user_id) != (self.principal.tenant_id, self.principal.user_id):
             raise p.ProtocolViolation("refresh token is for another user", p.INVALID_TOKEN)
+        if self.closed:
+            return
         self.principal = principal
+        self._schedule_expiry()
         self._reply(
             command,
             {"client": self.client_id, "version": SERVER_VERSION, "expires": True, "ttl": self._ttl()},
         )
+        await self.node.revalidate(self, principal)  # a lower role may hold less
 
     async def _cmd_subscribe(self, command: p.Command) -> None:
         assert self.principal is not None
@@ -343,22 +346,27 @@ class Session:
         epoch = command.params.get("epoch", "")
         if not _is_offset(offset) or not isinstance(epoch, str):
             raise p.ReplyError(p.ErrorCode.BAD_REQUEST, "offset must be a non-negative integer")
-        if not await may_subscribe(self.hub.pool, self.principal, channel):
+        principal = self.principal
+        if not await self.node.may_subscribe(principal, channel):
             raise p.ReplyError(p.ErrorCode.PERMISSION_DENIED)
-        if self.closed:
+        if self.closed or name in self.subscriptions:
             return
-        sub = Subscription(channel, channel.broker_name(self.principal.tenant_id))
+        sub = Subscription(channel, channel.broker_name(principal.tenant_id))
         self.subscriptions[name] = sub
         try:
-            result = await self.hub.subscribe(self, sub, recover=recover, offset=offset, epoch=epoch)
+            result = await self.node.subscribe(self, sub, recover=recover, offset=offset, epoch=epoch)
         except BaseException:
             if self.subscriptions.get(name) is sub:
                 del self.subscriptions[name]
             raise
         if self.closed or self.subscriptions.get(name) is not sub:
             return
+        if self.principal is not principal and not await self.node.may_subscribe(self.principal, channel):
+            # refreshed to less (or revalidated) while this subscribe was in flight
+            self.end_subscription(sub, p.UNSUBSCRIBE_SERVER, push=False)
+            raise p.ReplyError(p.ErrorCode.PERMISSION_DENIED)
         self._reply(command, result)
-        self.hub.activate(self, sub)
+        self.node.activate(self, sub)
 
     async def _cmd_unsubscribe(self, command: p.Command) -> None:
         name = command.params.get("channel")
@@ -366,7 +374,7 @@ class Session:
             raise p.ReplyError(p.ErrorCode.BAD_REQUEST, "channel required")
         sub = self.subscriptions.pop(name, None)
         if sub is not None:
-            self.hub.unsubscribe(self, sub)
+            self.node.unsubscribe(self, sub)
         self._reply(command, {})
 
     def _subscribed(self, command: p.Command) -> Subscription:
@@ -396,15 +404,14 @@ class Session:
                 raise p.ReplyError(p.ErrorCode.BAD_REQUEST, "since.offset must be a non-negative integer")
             if not isinstance(since_epoch, str):
                 raise p.ReplyError(p.ErrorCode.BAD_REQUEST, "since.epoch must be a string")
-        result = await self.hub.history(
+        result = await self.node.history(
             sub, limit=limit, since=since_offset, epoch=since_epoch, reverse=reverse
         )
         self._reply(command, result)
 
     async def _cmd_presence_stats(self, command: p.Command) -> None:
         sub = self._subscribed(command)
-        stats = await self.hub.broker.presence_stats(sub.broker_channel)
-        self._reply(command, {"num_clients": stats.num_clients, "num_users": stats.num_users})
+        self._reply(command, await self.node.presence_stats(sub))
 
     async def _cmd_publish(self, command: p.Command) -> None:
         raise p.ReplyError(p.ErrorCode.PERMISSION_DENIED, "clients do not publish")
@@ -418,7 +425,7 @@ class Session:
     async def _cmd_send(self, command: p.Command) -> None:
         return None  # asynchronous messages have no handler here; no reply is expected
 
-    # --- delivery (called by the hub, synchronously) ---
+    # --- called by the node and the hub (synchronously) ---
 
     def deliver(self, sub: Subscription, pub: Publication, frame: str) -> None:
         if self.closed:
@@ -426,18 +433,27 @@ class Session:
         if sub.recovering:
             sub.buffer.append((pub, frame))
             if len(sub.buffer) > MAX_RECOVERY_BUFFER:
-                self.disconnect(p.INSUFFICIENT_STATE)
+                self.end_subscription(sub, p.UNSUBSCRIBE_INSUFFICIENT)
             return
-        if pub.epoch != sub.epoch:
-            self.disconnect(p.INSUFFICIENT_STATE)
-            return
-        if pub.offset <= sub.offset:
+        if pub.epoch == sub.epoch and pub.offset <= sub.offset:
             return  # already delivered (recovery overlap)
-        if pub.offset != sub.offset + 1:
-            self.disconnect(p.INSUFFICIENT_STATE)  # a gap: the client recovers on reconnect
+        if pub.epoch != sub.epoch or pub.offset != sub.offset + 1:
+            # The node delivers every channel gap-free; this is the last line of defence.
+            self.end_subscription(sub, p.UNSUBSCRIBE_INSUFFICIENT)
             return
         sub.offset = pub.offset
         self.enqueue(frame, f"{sub.channel.name}|{pub.key}" if pub.key else None)
+
+    def end_subscription(self, sub: Subscription, unsubscribe: p.Unsubscribe, *, push: bool = True) -> None:
+        """The server ends ``sub``: an unsubscribe push tells the client why (2500 and up:
+        resubscribe and recover; below: stay unsubscribed)."""
+        name = sub.channel.name
+        if self.subscriptions.get(name) is not sub:
+            return
+        del self.subscriptions[name]
+        self.node.unsubscribe(self, sub)
+        if push:
+            self.enqueue(p.unsubscribe_push(name, unsubscribe.code, unsubscribe.reason))
 
 
 def _is_offset(value: Any) -> bool:

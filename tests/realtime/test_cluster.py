@@ -96,7 +96,7 @@ async def test_broker_redis_restart_resumes_or_tells_clients_to_recover(
         async def hub_publish(n: int) -> int:
             from server.realtime.channels import parse_channel
 
-            position = await server.hub.publish_data(
+            position = await server.node.publish_data(
                 t.tenant_id, parse_channel(channel), orjson.dumps({"n": n})
             )
             return position.offset
@@ -110,23 +110,24 @@ async def test_broker_redis_restart_resumes_or_tells_clients_to_recover(
             await server.run(hub_publish(2))
         broker_redis.start()  # same port, empty: history and epochs are gone
 
-        # Every client either gets new publications or is told to reconnect (3010); none hangs.
+        # The stream came back with a new epoch: history cannot fill the gap, so every client
+        # is told "insufficient state" (unsubscribe push 2500: resubscribe and recover); none
+        # gets a publication of the new epoch as if it followed its old position, none hangs.
         outcomes: list[str] = []
         for c in clients:
-            try:
-                while True:
-                    await server.run(hub_publish(3))
-                    message = await c.next(wait=10)
-                    if "push" in message and "pub" in message["push"]:
-                        outcomes.append("delivered")
-                        break
-            except Closed as closed:
-                assert closed.code == 3010
-                outcomes.append("recover")
+            while True:
+                await server.run(hub_publish(3))
+                message = await c.next(wait=10)
+                push = message.get("push", {})
+                assert "pub" not in push, "a publication of the new epoch on the old position"
+                if "unsubscribe" in push:
+                    assert push["channel"] == channel
+                    assert push["unsubscribe"] == {"code": 2500, "reason": "insufficient state"}
+                    outcomes.append("recover")
+                    break
         assert len(outcomes) == 3
-        # A client told to recover reconnects: its old position is unrecoverable (new epoch).
-        again = await WsClient.open(server.ws_url)
-        await again.connect(t.tokens["admin"])
+        # A client told to recover resubscribes: its old position is unrecoverable (new epoch).
+        again = clients[0]
         sub = (
             await again.call(
                 "subscribe", {"channel": channel, "recover": True, "offset": 1, "epoch": epochs[0]}
@@ -136,6 +137,7 @@ async def test_broker_redis_restart_resumes_or_tells_clients_to_recover(
         await server.run(hub_publish(4))
         (push,) = await again.publications(1)
         assert push["pub"]["data"] == {"n": 4} and push["pub"]["offset"] == sub["offset"] + 1
-        await again.close()
+        for c in clients:
+            await c.close()
     finally:
         broker_redis.stop()

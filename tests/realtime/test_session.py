@@ -252,7 +252,7 @@ async def test_slow_reader_is_disconnected_while_others_keep_receiving(
     code, frames = await slow.drain_until_close()  # it reads again: the close frame is there
     assert code == 3008
     assert frames < count
-    assert server.hub.registry.count(t.tenant_id) == 1
+    assert server.node.hub.count(t.tenant_id) == 1
     await fast.close()
 
 
@@ -261,7 +261,7 @@ async def test_shutdown_advises_reconnect(rt_server: Any, make_tenant: Any) -> N
     t = await make_tenant()
     client = await WsClient.open(server.ws_url)
     await client.connect(t.tokens["admin"])
-    await server.run(server.hub.stop())
+    await server.run(server.node.stop())
     assert (await client.closed()).code == 3001
     late = await WsClient.open(server.ws_url)
     assert (await late.closed()).code == 3001
@@ -276,10 +276,7 @@ async def test_disconnect_user_and_tenant_cap(rt_server: Any, make_tenant: Any) 
     over = await c.connect(t.tokens["admin"])
     assert over["error"] == {"code": 106, "message": "tenant connection limit", "temporary": True}
 
-    async def kick() -> int:
-        return server.hub.disconnect_user(t.tenant_id, t.users["investor"])
-
-    assert await server.run(kick()) == 2
+    await server.run(server.node.disconnect_user(t.tenant_id, t.users["investor"]))
     assert (await a.closed()).code == 3011
     assert (await b.closed()).code == 3011
     await c.close()

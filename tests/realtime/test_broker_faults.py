@@ -1,0 +1,191 @@
+"""Faults of the broker's Redis under subscribed stock ``centrifuge`` Python SDK clients
+while publications continue (issue 11, "No silent gaps"):
+
+* Redis frozen (SIGSTOP) for longer than the broker's timeouts, then resumed (SIGCONT);
+* the broker's PUB/SUB connection killed (``CLIENT KILL TYPE pubsub``) between two
+  publications.
+
+Every publication the API acknowledged reaches every client exactly once and in order,
+live or recovered. Publications the API did not acknowledge (they timed out while Redis
+was frozen) may still have been stored by Redis when it resumed: clients may see them too,
+in their place in the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import centrifuge
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from devstack.process import free_port
+from devstack.redis import EmbeddedRedis
+from server.realtime.channels import parse_channel
+from server.realtime.redis_broker import SUBSCRIBE_TIMEOUT
+from tests.realtime.conftest import RealtimeServer
+
+CLIENTS = 3
+BEFORE = 5
+AFTER = 10
+IDLE_PING = 5.0  # RedisBroker's default idle_ping_seconds
+FREEZE = float(os.environ.get("FREEZE", 3 * IDLE_PING + 2))
+
+
+@dataclass
+class Received:
+    offsets: list[int] = field(default_factory=list)
+    numbers: list[int] = field(default_factory=list)
+    subscribed: list[Any] = field(default_factory=list)
+    unsubscribed: list[tuple[int, str]] = field(default_factory=list)
+
+
+class Recorder(centrifuge.SubscriptionEventHandler):
+    def __init__(self, received: Received) -> None:
+        self.received = received
+
+    async def on_publication(self, ctx: centrifuge.PublicationContext) -> None:
+        self.received.offsets.append(ctx.pub.offset)
+        self.received.numbers.append(ctx.pub.data["n"])
+
+    async def on_subscribed(self, ctx: centrifuge.SubscribedContext) -> None:
+        self.received.subscribed.append(ctx)
+
+    async def on_unsubscribed(self, ctx: centrifuge.UnsubscribedContext) -> None:
+        self.received.unsubscribed.append((ctx.code, ctx.reason))
+
+
+async def _wait(predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    async def poll() -> None:
+        while not predicate():
+            await asyncio.sleep(0.05)
+
+    try:
+        await asyncio.wait_for(poll(), timeout)
+    except TimeoutError:
+        pytest.fail(f"timed out waiting for {what}")
+
+
+async def _run_fault(
+    server: RealtimeServer, tenant: Any, fault: Callable[[], Awaitable[None]], *, fault_window: float
+) -> list[Received]:
+    channel = f"project:{tenant.projects[0]}"
+    received = [Received() for _ in range(CLIENTS)]
+    clients = []
+    for r in received:
+        client = centrifuge.Client(server.ws_url, token=tenant.tokens["admin"], max_reconnect_delay=1.0)
+        sub = client.new_subscription(
+            channel, events=Recorder(r), recoverable=True, positioned=True, max_resubscribe_delay=1.0
+        )
+        await sub.subscribe()
+        await client.connect()
+        await sub.ready(10)
+        clients.append(client)
+
+    acked: list[tuple[int, int]] = []  # (n, offset) the API acknowledged
+    number = 0
+
+    async def publish_one() -> None:
+        nonlocal number
+        number += 1
+        n = number
+        node = server.node
+        try:
+            position = await asyncio.wait_for(
+                server.run(node.publish_data(tenant.tenant_id, parse_channel(channel), orjson.dumps({"n": n}))),
+                2 * SUBSCRIBE_TIMEOUT,
+            )
+        except Exception:  # noqa: BLE001 - not acknowledged: the caller would retry or report
+            return
+        acked.append((n, position.offset))
+
+    try:
+        for _ in range(BEFORE):
+            await publish_one()
+        fault_task = asyncio.create_task(fault())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + fault_window
+        while loop.time() < deadline or not fault_task.done():  # publications continue
+            await publish_one()
+            await asyncio.sleep(0.2)
+        await fault_task
+        for _ in range(AFTER):
+            await publish_one()
+            await asyncio.sleep(0.05)
+        wanted = {offset for _, offset in acked}
+
+        def everyone_has_everything() -> bool:
+            return all(wanted <= set(r.offsets) for r in received)
+
+        await _wait(everyone_has_everything, f"every client to get the {len(wanted)} acknowledged offsets")
+    finally:
+        for client in clients:
+            await client.disconnect()
+    assert len(acked) >= BEFORE + AFTER
+    for r in received:
+        assert r.offsets == sorted(set(r.offsets)), "exactly once and in order"
+        assert r.numbers == sorted(r.numbers)
+        got = dict(zip(r.numbers, r.offsets, strict=True))
+        for n, offset in acked:
+            assert got.get(n) == offset
+    return received
+
+
+@pytest.fixture
+def broker_redis(tmp_path: Path) -> Any:
+    redis = EmbeddedRedis(tmp_path / "broker-redis", port=free_port(), durable=False)
+    redis.start()
+    yield redis
+    pid = _pid(redis)
+    if pid is not None:
+        os.kill(pid, signal.SIGCONT)
+    redis.stop()
+
+
+def _pid(redis: EmbeddedRedis) -> int | None:
+    process = redis.process
+    if process is None or process.proc is None or process.proc.poll() is not None:
+        return None
+    return process.proc.pid
+
+
+async def test_redis_frozen_past_the_broker_timeouts(
+    rt_server: Any, make_tenant: Any, broker_redis: EmbeddedRedis
+) -> None:
+    server = rt_server(realtime_broker_url=broker_redis.url)
+    tenant = await make_tenant()
+    pid = _pid(broker_redis)
+    assert pid is not None
+
+    async def freeze() -> None:
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(FREEZE)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+    await _run_fault(server, tenant, freeze, fault_window=FREEZE + 2)
+
+
+async def test_pubsub_connection_killed_between_publications(
+    rt_server: Any, make_tenant: Any, broker_redis: EmbeddedRedis
+) -> None:
+    server = rt_server(realtime_broker_url=broker_redis.url)
+    tenant = await make_tenant()
+
+    async def kill_pubsub() -> None:
+        admin = Redis.from_url(broker_redis.url)
+        try:
+            killed = await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+            assert int(killed) >= 1
+        finally:
+            await admin.aclose()
+
+    await _run_fault(server, tenant, kill_pubsub, fault_window=1.0)

@@ -12,6 +12,7 @@ handler threads submit coroutines to it with :meth:`Runtime.run`.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future
@@ -24,6 +25,7 @@ from botocore.config import Config
 from core.db import create_pool
 from core.events import TOPIC_FOR_TYPE, EventType
 from core.resources import topic_name
+from core.secrets import with_secrets
 from core.settings import Settings
 
 T = TypeVar("T")
@@ -110,7 +112,8 @@ class LazyRuntime:
     def get(self) -> Runtime:
         with self._lock:
             if self._runtime is None:
-                self._runtime = Runtime(Settings.from_env())
+                # Secrets (the database URL) are read from Secrets Manager here, at cold start.
+                self._runtime = Runtime(Settings.from_env(with_secrets(os.environ)))
             return self._runtime
 
 

@@ -56,6 +56,10 @@ const es = {
     encrypted: 'El documento está cifrado y no se puede procesar.',
     processing_failed: 'Ocurrió un error al procesar el archivo.',
     processing_timeout: 'El procesamiento tardó demasiado.',
+    size_mismatch: 'El tamaño del archivo no coincide con el declarado.',
+    checksum_mismatch: 'El archivo llegó dañado (la suma de verificación no coincide).',
+    scan_limit_exceeded: 'El archivo supera los límites del análisis antivirus.',
+    too_complex: 'El archivo es demasiado complejo para procesarlo.',
   },
   unknownReason: 'Motivo: {code}',
 };
@@ -114,6 +118,10 @@ const ptBR = {
     encrypted: 'O documento está criptografado e não pode ser processado.',
     processing_failed: 'Ocorreu um erro ao processar o arquivo.',
     processing_timeout: 'O processamento demorou demais.',
+    size_mismatch: 'O tamanho do arquivo não corresponde ao declarado.',
+    checksum_mismatch: 'O arquivo chegou corrompido (a soma de verificação não confere).',
+    scan_limit_exceeded: 'O arquivo excede os limites da verificação antivírus.',
+    too_complex: 'O arquivo é complexo demais para ser processado.',
   },
   unknownReason: 'Motivo: {code}',
 };
@@ -172,6 +180,10 @@ const en = {
     encrypted: 'The document is encrypted and cannot be processed.',
     processing_failed: 'Processing the file failed.',
     processing_timeout: 'Processing took too long.',
+    size_mismatch: "The file's size does not match the size declared.",
+    checksum_mismatch: 'The file arrived corrupted (its checksum does not match).',
+    scan_limit_exceeded: "The file exceeds the virus scanner's limits.",
+    too_complex: 'The file is too complex to process.',
   },
   unknownReason: 'Reason: {code}',
 };

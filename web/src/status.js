@@ -25,6 +25,10 @@ export const REASONS = [
   'encrypted',
   'processing_failed',
   'processing_timeout',
+  'size_mismatch',
+  'checksum_mismatch',
+  'scan_limit_exceeded',
+  'too_complex',
 ];
 
 const RANK = Object.fromEntries(STATUSES.map((s, i) => [s, i]));

@@ -207,8 +207,8 @@ class Settings:
     trusted_proxies: tuple[str, ...] = _setting(
         _cidrs,
         (),
-        "CIDRs of the proxies in front (ALB subnets, CloudFront): their X-Forwarded-For and "
-        "CloudFront-Viewer-Address name the client; empty = the peer address is the client",
+        "CIDRs of the proxies in front (the ALB's subnets): from them, CloudFront-Viewer-Address, else "
+        "X-Forwarded-For walked from the right, names the client; empty = the peer is the client",
     )
     public_url: str = _setting(
         _url("http", "https"),

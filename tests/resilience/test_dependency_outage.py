@@ -117,6 +117,7 @@ async def events_loop(stack: Stack, pool: asyncpg.Pool, redis: Any, t: TenantFix
                 rows = await conn.fetch(
                     "SELECT status, version FROM uploads WHERE upload_id = ANY($1::uuid[])", uploads
                 )
+            assert len(rows) == MESSAGES, f"{len(rows)} of {MESSAGES} upload rows after the restart"
             if any(r["status"] != "uploaded" for r in rows):
                 return False
             assert {r["version"] for r in rows} == {2}  # one transition each

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from starlette.types import Receive, Scope, Send
@@ -120,6 +121,11 @@ async def test_kill_9_then_resume_sends_only_missing_part(
     assert result["sha256"] == hashlib.sha256(data).hexdigest()
     assert s3.get_object(Bucket=settings.bucket, Key=result["key"])["Body"].read() == data
     assert not list((tmp_path / "state").glob("*.json"))  # done: state removed
+    # The file's sha256 was declared at create (and kept across the kill for the resumed part's
+    # signature); the upload document shows it for the processors to verify.
+    async with httpx.AsyncClient(base_url=server.url) as api:
+        doc = (await api.get(f"/api/v1/uploads/{result['id']}", headers=tenant.auth())).json()
+    assert doc["declared_sha256"] == result["sha256"] and doc["size"] == len(data)
 
 
 async def test_retries_with_backoff_on_5xx(

@@ -13,13 +13,15 @@ import time
 from typing import Any
 
 import asyncpg
+import httpx
 
 from core import quarantine
 from core.db import tenant_transaction
 from core.events import EventType
 from core.metrics import OVERWRITES_REJECTED
 from core.resources import PROCESSORS
-from tests.conftest import TenantFixture
+from server.app import create_app
+from tests.conftest import TenantFixture, _with_lifespan
 from tests.pipeline import samples
 from tests.pipeline.helpers import PipelineStack, UploadRef, create_upload, queue_url, steps, wait_status
 
@@ -94,6 +96,16 @@ async def test_replayed_upload_after_ready_is_refused_and_the_scanned_bytes_stay
 
     after = await wait_status(pool, ref, final=FINAL)
     assert (after["status"], after["scanned_version_id"], after["sha256"]) == ("ready", pinned, row["sha256"])
+    # the download route serves the scanned bytes: its presigned GET is pinned to the version
+    app = create_app(pipeline.settings, run_components=False)
+    async for api in _with_lifespan(app):
+        answer = await api.get(f"/api/v1/uploads/{ref.upload_id}/original", headers=tenant.auth())
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["version_id"] == pinned
+        async with httpx.AsyncClient() as plain:
+            downloaded = await plain.get(answer.json()["url"])
+        assert downloaded.status_code == 200
+        assert hashlib.sha256(downloaded.content).hexdigest() == row["sha256"]
     audit = await rejections(pool, ref)
     assert len(audit) == 1, "four processors got the event; one audit record"
     assert (audit[0]["version_id"], audit[0]["upload_status"]) == (replay["VersionId"], "ready")

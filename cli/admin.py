@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -16,6 +17,8 @@ from core.db import DatabaseUnavailable, create_pool
 from core.settings import LOCALES, Settings
 from server import admin
 from server.auth import mint_token
+from server.realtime.broker import BrokerUnavailable, create_broker
+from server.realtime.control import ControlPublisher
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--locale", choices=LOCALES, default=None)
     add_json_flag(p)
     p.set_defaults(handler=_sync(_user_create))
+    p = user.add_parser("set-role", help="change a user's role (live subscriptions follow)")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--user", required=True)
+    p.add_argument("--role", required=True, choices=[r.value for r in Role])
+    add_json_flag(p)
+    p.set_defaults(handler=_sync(_user_set_role))
 
     project = subparsers.add_parser("project", help="manage projects").add_subparsers(
         dest="action", required=True
@@ -52,6 +61,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--user", required=True)
     add_json_flag(p)
     p.set_defaults(handler=_sync(_project_add_member))
+    p = project.add_parser("remove-member", help="take a user off a project (live subscriptions end)")
+    p.add_argument("--project", required=True)
+    p.add_argument("--user", required=True)
+    add_json_flag(p)
+    p.set_defaults(handler=_sync(_project_remove_member))
 
     p = subparsers.add_parser("token", help="mint a dev JWT (HS256 with BUILDPEER_JWT_SECRET)")
     p.add_argument("--tenant", required=True)
@@ -120,6 +134,40 @@ async def _project_add_member(
 ) -> tuple[dict[str, Any], str]:
     row = await admin.add_member(pool, args.project, args.user)
     return row, f"user {row['user_id']} is a member of project {row['project_id']}"
+
+
+@contextlib.asynccontextmanager
+async def _access_notifier(s: Settings) -> AsyncIterator[admin.AccessNotifier | None]:
+    """The real-time servers' control channel (their broker), when one is configured."""
+    url = s.realtime_broker_url or s.redis_url
+    if not url:
+        yield None
+        return
+    broker = create_broker(
+        url, history_size=s.realtime_history_size, history_ttl=s.realtime_history_ttl_seconds
+    )
+    try:
+        yield ControlPublisher(broker)
+    except BrokerUnavailable as exc:
+        raise CommandError(f"changed, but the real-time servers could not be told: {exc}") from exc
+    finally:
+        await broker.stop()
+
+
+async def _project_remove_member(
+    pool: asyncpg.Pool, args: argparse.Namespace, s: Settings
+) -> tuple[dict[str, Any], str]:
+    async with _access_notifier(s) as notify:
+        row = await admin.remove_member(pool, args.project, args.user, notify=notify)
+    return row, f"user {row['user_id']} is no longer a member of project {row['project_id']}"
+
+
+async def _user_set_role(
+    pool: asyncpg.Pool, args: argparse.Namespace, s: Settings
+) -> tuple[dict[str, Any], str]:
+    async with _access_notifier(s) as notify:
+        row = await admin.set_role(pool, args.tenant, args.user, args.role, notify=notify)
+    return row, f"user {row['user_id']} is now {row['role']}"
 
 
 def _token(args: argparse.Namespace, settings: Settings) -> int:

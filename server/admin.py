@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
@@ -22,6 +22,14 @@ _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,}$")
 
 class AdminError(ValueError):
     pass
+
+
+class AccessNotifier(Protocol):
+    """Told after a user may hold less than before (left a project, a lower role), so
+    every real-time server ends the subscriptions the user may no longer hold
+    (``server.realtime.control.ControlPublisher`` sends it through the broker)."""
+
+    async def access_changed(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> None: ...
 
 
 def _check_timezone(tz: str | None) -> None:
@@ -129,6 +137,62 @@ async def add_member(
             user,
         )
     return {"project_id": str(project), "user_id": str(user), "tenant_id": str(tenant_id)}
+
+
+async def remove_member(
+    pool: asyncpg.Pool,
+    project_id: uuid.UUID | str,
+    user_id: uuid.UUID | str,
+    *,
+    notify: AccessNotifier | None,
+) -> dict[str, Any]:
+    """Take the user off the project; ``notify`` then ends their ``project:`` and
+    ``upload:`` subscriptions of it on every server (``None``: nobody is listening)."""
+    project = uuid.UUID(str(project_id))
+    tenant_id = await pool.fetchval("SELECT project_tenant_id($1)", project)
+    if tenant_id is None:
+        raise AdminError(f"project {project_id} not found")
+    user = uuid.UUID(str(user_id))
+    async with tenant_transaction(pool, tenant_id) as conn:
+        removed = await conn.fetchval(
+            "DELETE FROM project_members WHERE project_id = $1 AND user_id = $2 RETURNING user_id",
+            project,
+            user,
+        )
+    if removed is None:
+        raise AdminError(f"user {user_id} is not a member of project {project_id}")
+    if notify is not None:
+        await notify.access_changed(tenant_id, user)
+    return {"project_id": str(project), "user_id": str(user), "tenant_id": str(tenant_id)}
+
+
+async def set_role(
+    pool: asyncpg.Pool,
+    tenant_id: uuid.UUID | str,
+    user_id: uuid.UUID | str,
+    role: str,
+    *,
+    notify: AccessNotifier | None,
+) -> dict[str, Any]:
+    """Change the user's role; ``notify`` then ends, on every server, the subscriptions
+    the new role may not hold (tokens carrying the old role are checked against it)."""
+    try:
+        Role(role)
+    except ValueError:
+        raise AdminError(f"role must be one of {', '.join(r.value for r in Role)}") from None
+    tenant = uuid.UUID(str(tenant_id))
+    async with tenant_transaction(pool, tenant) as conn:
+        row = await conn.fetchrow(
+            "UPDATE users SET role = $2 WHERE user_id = $1 "
+            "RETURNING user_id, tenant_id, email, role, timezone, locale",
+            uuid.UUID(str(user_id)),
+            role,
+        )
+    if row is None:
+        raise AdminError(f"user {user_id} not found in tenant {tenant_id}")
+    if notify is not None:
+        await notify.access_changed(tenant, row["user_id"])
+    return _plain(row)
 
 
 def _plain(row: asyncpg.Record | None) -> dict[str, Any]:

@@ -5,15 +5,19 @@ into channels from the test's side of Redis."""
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from starlette.applications import Starlette
 
 from core.settings import PREFIX, Settings
+from devstack.process import ManagedProcess, free_port, port_open, wait_until
 from server.app import create_app
 from server.realtime.broker import Publication
 from server.realtime.channels import parse_channel
@@ -21,6 +25,8 @@ from server.realtime.node import Node
 from server.realtime.redis_broker import RedisBroker
 
 T = TypeVar("T")
+
+ROOT = Path(__file__).resolve().parents[2]
 
 FAST = {
     "realtime_ping_seconds": 2.0,
@@ -98,3 +104,29 @@ def settings_env(settings: Settings) -> dict[str, str]:
             value = "true" if value else "false"
         env[PREFIX + f.name.upper()] = str(value)
     return env
+
+
+@pytest.fixture
+def server_process(settings: Any, tmp_path: Path) -> Iterator[Any]:
+    """``start(**overrides)`` → the ws URL of a ``buildpeer serve`` subprocess."""
+    procs: list[ManagedProcess] = []
+
+    def start(**overrides: Any) -> str:
+        port = free_port()
+        s = settings.replace(**{**FAST, **overrides})
+        env = {**settings_env(s), "BUILDPEER_VAR_DIR": str(tmp_path / "var")}
+        proc = ManagedProcess(
+            f"serve-{port}",
+            [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
+            log_path=tmp_path / f"serve-{port}.log",
+            env={k: v for k, v in {**os.environ, **env}.items()},
+            cwd=ROOT,
+        )
+        proc.start()
+        procs.append(proc)
+        wait_until(lambda: (proc.check_alive(), port_open(port))[1], 60, "buildpeer serve")
+        return f"ws://127.0.0.1:{port}/connection/websocket"
+
+    yield start
+    for proc in procs:
+        proc.stop()

@@ -99,7 +99,9 @@ async def _run_fault(
         node = server.node
         try:
             position = await asyncio.wait_for(
-                server.run(node.publish_data(tenant.tenant_id, parse_channel(channel), orjson.dumps({"n": n}))),
+                server.run(
+                    node.publish_data(tenant.tenant_id, parse_channel(channel), orjson.dumps({"n": n}))
+                ),
                 2 * SUBSCRIBE_TIMEOUT,
             )
         except Exception:  # noqa: BLE001 - not acknowledged: the caller would retry or report

@@ -4,9 +4,6 @@ connected clients."""
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,40 +12,11 @@ import pytest
 
 from core.events import Event, EventType
 from core.status import UploadStatus
-from devstack.process import ManagedProcess, free_port, port_open, wait_until
+from devstack.process import free_port
 from devstack.redis import EmbeddedRedis
 from tests.conftest import insert_upload as make_upload
-from tests.realtime.conftest import FAST, settings_env
 from tests.realtime.test_js_sdk import sns_publish
-from tests.realtime.wsclient import Closed, WsClient
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def server_process(settings: Any, tmp_path: Path) -> Iterator[Any]:
-    """``start(**overrides)`` → the ws URL of a ``buildpeer serve`` subprocess."""
-    procs: list[ManagedProcess] = []
-
-    def start(**overrides: Any) -> str:
-        port = free_port()
-        s = settings.replace(**{**FAST, **overrides})
-        env = {**settings_env(s), "BUILDPEER_VAR_DIR": str(tmp_path / "var")}
-        proc = ManagedProcess(
-            f"serve-{port}",
-            [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
-            log_path=tmp_path / f"serve-{port}.log",
-            env={k: v for k, v in {**os.environ, **env}.items()},
-            cwd=ROOT,
-        )
-        proc.start()
-        procs.append(proc)
-        wait_until(lambda: (proc.check_alive(), port_open(port))[1], 60, "buildpeer serve")
-        return f"ws://127.0.0.1:{port}/connection/websocket"
-
-    yield start
-    for proc in procs:
-        proc.stop()
+from tests.realtime.wsclient import WsClient
 
 
 async def test_client_on_b_receives_event_consumed_by_a(

@@ -83,7 +83,7 @@ def _bucket() -> Json:
                         "AllowedOrigins": ref("CorsOrigins"),
                         "AllowedMethods": ["GET", "PUT", "POST", "HEAD"],
                         "AllowedHeaders": ["*"],
-                        "ExposedHeaders": ["ETag"],
+                        "ExposedHeaders": ["ETag", "Location"],  # stock Uppy reads both
                         "MaxAge": 3600,
                     }
                 ]

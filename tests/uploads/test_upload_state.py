@@ -25,13 +25,14 @@ from core.events import Event, EventType
 from core.publish import MemoryPublisher
 from core.settings import Settings
 from core.status import ReasonCode, UploadStatus, can_transition, rank
+from core.transition import transition
 from processors.common import store as pipeline_store
 from processors.common.s3event import ObjectRef
 from server.status_cache import StatusCache
 from server.uploads.changes import ProgressThrottle
 from server.uploads.event_applier import EventApplier
 from server.uploads.sweeper import sweep_once
-from tests.conftest import TenantFixture
+from tests.conftest import TenantFixture, insert_upload
 from tests.uploads.conftest import Multipart, create_multipart, put_part, sign_part
 
 METRIC = "buildpeer_upload_status_changes_total"
@@ -297,3 +298,46 @@ async def test_cache_write_through_never_replaces_a_newer_version(redis: Any) ->
     await cache.put(tenant_id, {"id": upload_id, "status": "deleted", "version": 6})
     cached = await cache.get_raw(tenant_id, upload_id)
     assert cached is not None and b'"status":"deleted"' in cached
+
+
+async def test_applier_counts_a_processor_change_once_and_drops_what_a_deletion_made_stale(
+    pool: asyncpg.Pool, redis: Any, tenant: TenantFixture
+) -> None:
+    """The processors move the status themselves and announce it: the consumer publishes and
+    counts the announcement once (redeliveries are duplicates), relays ``upload.completed``
+    without counting it, and drops an event for an upload deleted since."""
+    recorder = RecordingPublisher()
+    applier = EventApplier(pool, StatusCache(redis, 30), recorder)
+    upload_id = await insert_upload(pool, tenant, "processing")
+    async with tenant_transaction(pool, tenant.tenant_id) as conn:  # what the reducer does
+        assert await transition(conn, upload_id, UploadStatus.READY) is not None
+
+    def event(kind: EventType, status: UploadStatus) -> Event:
+        return Event.new(
+            kind,
+            tenant_id=tenant.tenant_id,
+            project_id=tenant.projects[0],
+            upload_id=upload_id,
+            user_id=tenant.users["field_worker"],
+            status=status,
+        )
+
+    before = metric_counts()
+    completed, ready = (
+        event(EventType.UPLOAD_COMPLETED, UploadStatus.READY),
+        event(EventType.PROCESSING_COMPLETED, UploadStatus.READY),
+    )
+    assert (await applier.apply(completed) or {})["status"] == "ready"  # relayed
+    assert (await applier.apply(ready) or {})["status"] == "ready"  # the announcement
+    assert await applier.apply(ready) is None  # a redelivery
+    assert (metric_counts() - before) == Counter({("ready", ""): 1})
+    assert [e.type for e, _ in recorder.published] == [
+        EventType.UPLOAD_COMPLETED,
+        EventType.PROCESSING_COMPLETED,
+    ]
+
+    async with tenant_transaction(pool, tenant.tenant_id) as conn:
+        assert await transition(conn, upload_id, UploadStatus.DELETED) is not None
+    late = event(EventType.PROCESSING_COMPLETED, UploadStatus.READY)
+    assert await applier.apply(late) is None
+    assert len(recorder.published) == 2

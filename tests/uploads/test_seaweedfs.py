@@ -178,7 +178,8 @@ async def test_post_policy_refuses_more_bytes_another_type_another_key_or_other_
     assert (await post_form(signed, data + b"x")).status_code == 400
     assert (await post_form(signed, data[:-1])).status_code == 400
     # Another type or another key than the policy names: 403.
-    assert (await post_form(signed, data, **{"Content-Type": "image/png"})).status_code == 403
+    png: dict[str, Any] = {"Content-Type": "image/png"}
+    assert (await post_form(signed, data, **png)).status_code == 403
     assert (await post_form(signed, data, key=other_key)).status_code == 403
     # The declared sha256 is in the policy: other bytes of the same length are refused (BadDigest).
     corrupted = await post_form(signed, same_length_other_bytes)

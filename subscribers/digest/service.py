@@ -219,6 +219,23 @@ class DigestService:
             return "failed"
         await self._finish(who, day, period, "sent", message_id=message_id)
         NOTIFICATIONS.labels("email", "sent").inc()
+        try:
+            await self._headline(who, day, period, rendered.headline, rendered.subject, rendered.locale, data)
+        except Exception:  # the email went out: a missing inbox line must not make it "failed"
+            log.exception("digest inbox item failed", extra={"user_id": str(user_id)})
+        log.info("digest sent", extra={"user_id": str(user_id), "day": day.isoformat(), "period": period})
+        return "sent"
+
+    async def _headline(
+        self,
+        who: query.Recipient,
+        day: date,
+        period: str,
+        title: str,
+        body: str,
+        locale: str,
+        data: query.DigestData,
+    ) -> None:
         await self._inbox.add(
             who.tenant_id,
             [
@@ -226,9 +243,9 @@ class DigestService:
                     user_id=who.user_id,
                     source_key=f"digest:{period}:{day.isoformat()}",
                     kind="digest",
-                    title=rendered.headline,
-                    body=rendered.subject,
-                    locale=rendered.locale,
+                    title=title,
+                    body=body,
+                    locale=locale,
                     data={
                         "period": period,
                         "first_day": day.isoformat(),
@@ -237,8 +254,6 @@ class DigestService:
                 )
             ],
         )
-        log.info("digest sent", extra={"user_id": str(user_id), "day": day.isoformat()})
-        return "sent"
 
     # --- many ---------------------------------------------------------------------------
     async def _run(self, due: list[DueDigest], force: bool) -> Counter[str]:

@@ -103,12 +103,15 @@ class PushNotifier:
             targets = recipients.choose(kind, context.uploader, context.admins, now)
             by_user = {t.person.user_id: t for t in targets}
             devices = await store.devices_of(conn, list(by_user))
-            claimed = await store.claim(conn, event.tenant_id, event.id, devices)
+        # The inbox first (idempotent per user and event): a failure here leaves no claim
+        # behind, so the redelivery sends every push.
         source = inbox_source(event)
         everyone = recipients.audience(kind, context.uploader, context.admins)
         badges = await self._inbox.add(
             event.tenant_id, [self._inbox_item(kind, t, context.facts, source) for t in everyone]
         )
+        async with tenant_transaction(self._pool, event.tenant_id) as conn:
+            claimed = await store.claim(conn, event.tenant_id, event.id, devices)
         report.targets = [f"{t.audience.value}:{t.person.user_id}" for t in targets]
         report.skipped = len(devices) - len(claimed)
         mine = [d for d in devices if d.device_id in claimed]

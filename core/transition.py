@@ -2,11 +2,11 @@
 
 :func:`transition` moves an upload to a later status in ONE guarded ``UPDATE``: the row's
 current status must be one from which the machine (:func:`core.status.can_transition`)
-allows the move, checked by PostgreSQL on the row it updates, and ``version`` is
-incremented. PostgreSQL re-evaluates the ``WHERE`` of an ``UPDATE`` that waited on a
-concurrent writer against the row that writer committed, so two writers can never move an
-upload backwards, and of two writers racing for the same move exactly one wins; the other
-gets ``None``. Same-status moves are no-ops (``None``).
+allows the move and of a lower rank than the new one, both checked by PostgreSQL on the
+row it updates, and ``version`` is incremented. PostgreSQL re-evaluates the ``WHERE`` of
+an ``UPDATE`` that waited on a concurrent writer against the row that writer committed,
+so two writers can never move an upload backwards, and of two writers racing for the same
+move exactly one wins; the other gets ``None``. Same-status moves are no-ops (``None``).
 
 :func:`record_progress` is the other write of a live upload: counters only, never a status.
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import asyncpg
 
-from core.status import ReasonCode, UploadStatus, sources
+from core.status import ReasonCode, UploadStatus, rank, sources
 from core.upload_view import UPLOAD_COLUMNS
 
 NEEDS_REASON = frozenset({UploadStatus.FAILED, UploadStatus.QUARANTINED})
@@ -52,6 +52,7 @@ _TRANSITION = f"""UPDATE uploads SET
       updated_at = now(),
       last_activity_at = now()
     WHERE upload_id = $1 AND status = ANY($8::text[])
+      AND array_position($9::text[], status) < array_position($9::text[], $2)
     RETURNING {UPLOAD_COLUMNS}"""
 
 _PROGRESS = f"""UPDATE uploads SET
@@ -65,6 +66,9 @@ _PROGRESS = f"""UPDATE uploads SET
     RETURNING {UPLOAD_COLUMNS}"""
 
 LIVE = (UploadStatus.PENDING, UploadStatus.UPLOADING)
+# Every status in rank order: the UPDATE compares ranks itself (never backwards), on top of
+# the machine's list of statuses the move may start from.
+_BY_RANK = [s.value for s in sorted(UploadStatus, key=rank)]
 
 
 def _reason(to: UploadStatus, reason: ReasonCode | str | None) -> str | None:
@@ -113,6 +117,7 @@ async def transition(
         counters.size,
         dict(metadata) if metadata else None,
         allowed,
+        _BY_RANK,
     )
     return row
 

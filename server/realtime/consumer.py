@@ -124,7 +124,10 @@ class EventConsumer:
         await self._consumer.start()
 
     async def stop(self) -> None:
+        """Finish what is in hand (up to ``stop_timeout``); raises if the loop had crashed."""
         await self._consumer.stop()
+        if self._consumer.error is not None:
+            raise RuntimeError("events consumer had crashed") from self._consumer.error
 
     async def _handle_message(self, message: Message) -> Result:
         parent = from_message_attributes(message.get("MessageAttributes"))

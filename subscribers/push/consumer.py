@@ -87,8 +87,11 @@ class PushConsumer:
     async def stop(self) -> None:
         """Finish the poll in flight and the messages it brings, then return. The poll is
         not cancelled: SQS would still hand its messages to the abandoned request, hiding
-        them for a whole visibility timeout. Past ``stop_timeout`` the task is cancelled."""
+        them for a whole visibility timeout. Past ``stop_timeout`` the task is cancelled.
+        Raises if the loop had crashed (the owner's shutdown surfaces it)."""
         await self._consumer.stop()
+        if self._consumer.error is not None:
+            raise RuntimeError("push consumer had crashed") from self._consumer.error
 
     async def _handle(self, message: Message) -> Result:
         try:

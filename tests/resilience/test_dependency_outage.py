@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,17 @@ def shorten(settings: Settings, queue_url: str) -> str:
     )
     dlq_name = policy["deadLetterTargetArn"].rsplit(":", 1)[-1]
     return str(sqs.get_queue_url(QueueName=dlq_name)["QueueUrl"])
+
+
+@contextmanager
+def port_kept(port: int) -> Iterator[None]:
+    """Keep PostgreSQL's port from being handed to anyone else while it is down (bound, not
+    listening: connecting is still refused), so the restart gets it back — on a machine
+    shared with other test sessions, a free port is soon someone else's."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        yield
 
 
 @dataclass
@@ -269,19 +281,19 @@ async def test_postgres_down_past_the_redrive_dead_letters_nothing(
         stack.pg.stop()
         down_at = time.monotonic()
         try:
-            await loop.enqueue()
-            deadline = time.monotonic() + 60
-            while not loop.tried():
-                assert time.monotonic() < deadline, "the consumer never tried the queued messages"
-                await asyncio.sleep(0.2)
-            while time.monotonic() - down_at < DOWN_SECONDS:
-                for url, dlq in loop.queues.items():
-                    dead = await asyncio.to_thread(queue_counts, loop.settings, dlq)
-                    assert dead == (0, 0), (
-                        f"dead-lettered after {time.monotonic() - down_at:.0f}s down: {url}"
-                    )
-                assert loop.dead_letters_handled() == 0
-                await asyncio.sleep(0.5)
+            with port_kept(stack.pg.port):
+                await loop.enqueue()
+                deadline = time.monotonic() + 60
+                while not loop.tried():
+                    assert time.monotonic() < deadline, "the consumer never tried the queued messages"
+                    await asyncio.sleep(0.2)
+                while time.monotonic() - down_at < DOWN_SECONDS:
+                    for url, dlq in loop.queues.items():
+                        dead = await asyncio.to_thread(queue_counts, loop.settings, dlq)
+                        elapsed = time.monotonic() - down_at
+                        assert dead == (0, 0), f"dead-lettered after {elapsed:.0f}s down: {url}"
+                    assert loop.dead_letters_handled() == 0
+                    await asyncio.sleep(0.5)
         finally:
             stack.pg.start()
 

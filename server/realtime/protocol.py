@@ -112,8 +112,6 @@ CONNECTION_LIMIT = Disconnect(3504, "connection limit")
 CHANNEL_LIMIT = Disconnect(3505, "channel limit")
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class Unsubscribe:
     """A server unsubscribe push (centrifugal/centrifuge ``unsubscribe.go``): codes below

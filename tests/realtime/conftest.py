@@ -124,7 +124,12 @@ def server_process(settings: Any, tmp_path: Path) -> Iterator[Any]:
         )
         proc.start()
         procs.append(proc)
-        wait_until(lambda: (proc.check_alive(), port_open(port))[1], 60, "buildpeer serve")
+
+        def ready() -> bool:
+            proc.check_alive()
+            return port_open(port)
+
+        wait_until(ready, 60, "buildpeer serve")
         return f"ws://127.0.0.1:{port}/connection/websocket"
 
     yield start

@@ -62,7 +62,7 @@ class JsClient:
                 return got
 
     async def collect(self, event: str, n: int, wait: float = 20) -> list[dict[str, Any]]:
-        out = []
+        out: list[dict[str, Any]] = []
         while len(out) < n:
             got = await self.next_event(wait)
             if got["event"] == event:

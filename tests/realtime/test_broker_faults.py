@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,19 +62,23 @@ class Recorder(centrifuge.SubscriptionEventHandler):
         self.received.unsubscribed.append((ctx.code, ctx.reason))
 
 
-async def _wait(predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
+async def _wait(predicate: Callable[[], bool], what: str, limit: float = 60) -> None:
     async def poll() -> None:
-        while not predicate():
+        while not predicate():  # noqa: ASYNC110 - the SDK's handlers set no event we could wait on
             await asyncio.sleep(0.05)
 
     try:
-        await asyncio.wait_for(poll(), timeout)
+        await asyncio.wait_for(poll(), limit)
     except TimeoutError:
         pytest.fail(f"timed out waiting for {what}")
 
 
 async def _run_fault(
-    server: RealtimeServer, tenant: Any, fault: Callable[[], Awaitable[None]], *, fault_window: float
+    server: RealtimeServer,
+    tenant: Any,
+    fault: Callable[[], Coroutine[Any, Any, None]],
+    *,
+    fault_window: float,
 ) -> list[Received]:
     channel = f"project:{tenant.projects[0]}"
     received = [Received() for _ in range(CLIENTS)]
@@ -104,7 +108,7 @@ async def _run_fault(
                 ),
                 2 * SUBSCRIBE_TIMEOUT,
             )
-        except Exception:  # noqa: BLE001 - not acknowledged: the caller would retry or report
+        except Exception:  # not acknowledged: the caller would retry or report
             return
         acked.append((n, position.offset))
 

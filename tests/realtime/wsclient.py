@@ -55,7 +55,8 @@ class WsClient:
             raise Closed(rcvd.code if rcvd else None, rcvd.reason if rcvd else "") from exc
         lines = [orjson.loads(line) for line in str(frame).split("\n") if line]
         self.pending.extend(lines[1:])
-        return lines[0]  # type: ignore[no-any-return]
+        first: dict[str, Any] = lines[0]
+        return first
 
     async def next(self, wait: float = 10) -> dict[str, Any]:
         """The next reply or push; answers server pings (``{}``) on the way."""
@@ -82,7 +83,7 @@ class WsClient:
         return await self.call("connect", {"token": token, "name": "py"})
 
     async def publications(self, n: int, wait: float = 10) -> list[dict[str, Any]]:
-        out = []
+        out: list[dict[str, Any]] = []
         while len(out) < n:
             message = await self.next(wait)
             if "push" in message and "pub" in message["push"]:

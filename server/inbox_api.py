@@ -7,6 +7,7 @@ Live changes go to the caller's ``user:<user_id>`` channel (see
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -21,6 +22,8 @@ from server.errors import bad_request, not_found
 from server.permissions import authenticate
 from subscribers.inbox import store
 from subscribers.inbox.service import Inbox, NoChannel, Presence, UserChannel
+
+log = logging.getLogger(__name__)
 
 
 class HubChannel:
@@ -46,7 +49,11 @@ class HubChannel:
         node = self._node()
         if node is None:
             return False
-        stats = await node.broker.presence_stats(Channel(Namespace.USER, user_id).broker_name(tenant_id))
+        try:
+            stats = await node.broker.presence_stats(Channel(Namespace.USER, user_id).broker_name(tenant_id))
+        except Exception as exc:  # broker down: nobody counts as live, the push goes out now
+            log.warning("presence unavailable; push not held", extra={"error": str(exc)})
+            return False
         return bool(stats.num_clients > 0)
 
 

@@ -159,3 +159,72 @@ def noisy_scanned_pdf(pages: int = 3, side: int = 2400) -> bytes:
     out = io.BytesIO()
     images[0].save(out, format="PDF", save_all=True, append_images=images[1:], resolution=300.0)
     return out.getvalue()
+
+
+_PDF_PAD = bytes.fromhex("28BF4E5E4E758A4164004E56FFFA01082E2E00B6D0683E802F0CA9FE6453697A")
+
+
+def _rc4(key: bytes, data: bytes) -> bytes:
+    s = list(range(256))
+    j = 0
+    for i in range(256):
+        j = (j + s[i] + key[i % len(key)]) % 256
+        s[i], s[j] = s[j], s[i]
+    i = j = 0
+    out = bytearray()
+    for byte in data:
+        i = (i + 1) % 256
+        j = (j + s[i]) % 256
+        s[i], s[j] = s[j], s[i]
+        out.append(byte ^ s[(s[i] + s[j]) % 256])
+    return bytes(out)
+
+
+RESTRICTED_SENTENCE = "Acta con restricciones de impresion"
+
+
+def restricted_pdf() -> bytes:
+    """A PDF encrypted with an owner password only (printing and editing restricted, the
+    user password empty): any reader opens it, as many contractors' PDFs are. Standard
+    security handler R2, RC4 40-bit (PDF 1.4, algorithms 3.1-3.4)."""
+    import hashlib
+    import struct
+
+    def pad(password: bytes) -> bytes:
+        return (password + _PDF_PAD)[:32]
+
+    permissions, file_id = -44, b"\x33" * 16
+    owner = _rc4(hashlib.md5(pad(b"owner-secret")).digest()[:5], pad(b""))
+    key = hashlib.md5(pad(b"") + owner + struct.pack("<i", permissions) + file_id).digest()[:5]
+    user = _rc4(key, _PDF_PAD)
+    stream = f"BT /F1 24 Tf 72 700 Td ({RESTRICTED_SENTENCE}) Tj ET".encode("latin-1")
+    encrypted = _rc4(hashlib.md5(key + struct.pack("<i", 4)[:3] + b"\0\0").digest()[:10], stream)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length " + str(len(encrypted)).encode() + b" >>\nstream\n" + encrypted + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Filter /Standard /V 1 /R 2 /O <"
+        + owner.hex().encode()
+        + b"> /U <"
+        + user.hex().encode()
+        + b"> /P "
+        + str(permissions).encode()
+        + b" >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    for offset in offsets:
+        out += f"{offset:010d} 00000 n \n".encode()
+    out += (
+        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R /Encrypt 6 0 R "
+        f"/ID [<{file_id.hex()}> <{file_id.hex()}>] >>\nstartxref\n{xref}\n%%EOF\n"
+    ).encode()
+    return bytes(out)

@@ -63,6 +63,20 @@ def test_clamd_reports_a_document_nested_past_its_limit(clamd: EmbeddedClamd) ->
     assert not shallow.infected
 
 
+def test_alert_encrypted_flags_locked_pdfs_not_restricted_ones(clamd: EmbeddedClamd, tmp_path: Path) -> None:
+    """AlertEncrypted: a PDF that needs a password to open is flagged (it fails `encrypted`);
+    one with only an owner password (printing restricted, opens for everyone) is not, and
+    is read as usual."""
+    locked = scan_stream(
+        iter([samples.text_layer_pdf(password_protected=True)]), clamd_url=clamd.url, max_bytes=10**7
+    )
+    assert locked.infected and verdict_reason(locked.signature or "") == ReasonCode.ENCRYPTED
+    restricted = scan_stream(iter([samples.restricted_pdf()]), clamd_url=clamd.url, max_bytes=10**7)
+    assert not restricted.infected
+    result = process_pdf_limited(_pdf(tmp_path, samples.restricted_pdf()), DocumentLimits(30, 60, 10, 3))
+    assert samples.RESTRICTED_SENTENCE in result.text
+
+
 def test_verdicts_map_to_reasons() -> None:
     assert verdict_reason("Heuristics.Limits.Exceeded.MaxRecursion") == ReasonCode.SCAN_LIMIT_EXCEEDED
     assert verdict_reason("Heuristics.Limits.Exceeded.MaxScanTime") == ReasonCode.SCAN_LIMIT_EXCEEDED

@@ -140,9 +140,16 @@ def test_the_check_catches_a_missing_translation() -> None:
     assert untranslated(catalog, wanted) == [("%(num)s file", "%(num)s files"), "Images", "Documents"]
 
 
-def test_the_wheel_ships_the_catalogs() -> None:
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    patterns = config["tool"]["setuptools"]["package-data"]["subscribers"]
+def test_the_wheel_ships_the_catalogs_and_templates() -> None:
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = setuptools["package-data"]["subscribers"]
     files = [p.relative_to(ROOT / "subscribers").as_posix() for p in LOCALE_DIR.rglob("*.[mp]o")]
     assert len(files) == 6
     assert all(any(fnmatch.fnmatch(f, pattern) for pattern in patterns) for f in files)
+    # templates/email/ lands in site-packages/templates/email, where render.py looks
+    assert "templates*" in setuptools["packages"]["find"]["include"]
+    everywhere = setuptools["package-data"]["*"]
+    assert all(
+        any(fnmatch.fnmatch(t.name, pattern) for pattern in everywhere)
+        for t in (ROOT / "templates" / "email").iterdir()
+    )

@@ -127,6 +127,9 @@ async def test_poison_message_is_dead_lettered_after_three_receives(
                 break
             await asyncio.sleep(0.1)
         assert worker.stats["scan-dlq"].messages == 1 and worker.stats["scan-dlq"].deleted == 1
+        # the failed upload's original is gone (the dead-letter handler deleted its version)
+        listing = p.s3.list_object_versions(Bucket=p.settings.bucket, Prefix=ref.key)
+        assert [v for v in listing.get("Versions", []) if v["Key"] == ref.key] == []
         events = await p.events.for_upload(ref.upload_id, until={"upload.failed"})
         failed = [e for e in events if e.type == EventType.UPLOAD_FAILED]
         assert len(failed) == 1 and failed[0].data["reason"] == "processing_failed"

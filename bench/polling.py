@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import re
@@ -26,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,12 +52,21 @@ def floor_app(redis_url: str, key: str) -> Any:
     from starlette.responses import Response
     from starlette.routing import Route
 
+    from server.gc_policy import GcPolicy
+
     redis = Redis.from_url(redis_url)
 
     async def status(request: Any) -> Response:
         return Response(await redis.get(key), media_type="application/json")
 
-    return Starlette(routes=[Route("/api/v1/uploads/{upload_id}", status)])
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        policy = GcPolicy()  # the server's collector policy here too: the ratio is the app's work
+        policy.settle()
+        yield
+        policy.restore()
+
+    return Starlette(routes=[Route("/api/v1/uploads/{upload_id}", status)], lifespan=lifespan)
 
 
 def run_floor(port: int, key: str) -> None:
@@ -81,12 +92,14 @@ class Round:
     p99_ms: float
     requests: int
     redis_commands: int
+    cpu_us: float  # server process CPU time per request (user + system)
 
 
 @dataclass
 class Target:
     name: str
     url: str
+    pid: int
     rounds: list[Round] = field(default_factory=list)
 
     def median(self, attr: str) -> float:
@@ -128,6 +141,11 @@ def wrk(
     return rps, p50, p99, requests
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def redis_commands(redis: Any) -> int:
     return int(redis.info("stats")["total_commands_processed"])
 
@@ -156,12 +174,14 @@ def measure(targets: list[Target], token: str, redis: Any, args: argparse.Namesp
     for n in range(args.rounds):
         order = targets if n % 2 == 0 else list(reversed(targets))
         for target in order:
-            before = redis_commands(redis)
+            before, cpu = redis_commands(redis), cpu_seconds(target.pid)
             rps, p50, p99, requests = wrk(target.url, token, args.seconds, args.connections, args.threads)
+            cpu_us = (cpu_seconds(target.pid) - cpu) / requests * 1e6
             commands = redis_commands(redis) - before - 1  # the INFO itself
-            target.rounds.append(Round(rps, p50, p99, requests, commands))
+            target.rounds.append(Round(rps, p50, p99, requests, commands, cpu_us))
             print(
-                f"  round {n + 1} {target.name}: {rps:,.0f} req/s p50 {p50:.2f} ms p99 {p99:.2f} ms",
+                f"  round {n + 1} {target.name}: {rps:,.0f} req/s p50 {p50:.2f} ms p99 {p99:.2f} ms "
+                f"cpu {cpu_us:.0f} us/request",
                 flush=True,
             )
 
@@ -217,12 +237,15 @@ def run(settings: Any, args: argparse.Namespace) -> Result:
             wait_until(lambda: port_open(floor_port), 60, "floor server")
             assert httpx.get(f"http://127.0.0.1:{floor_port}{path}").content == first.content
             if args.profile:
-                profile(server.pid, base + path, token, args)
+                if args.profile_floor:
+                    profile(floor.pid, f"http://127.0.0.1:{floor_port}{path}", token, args)
+                else:
+                    profile(server.pid, base + path, token, args)
                 return Result([], 0, 0)
             redis = redis_sync.Redis.from_url(settings.redis_url)
             targets = [
-                Target("floor", f"http://127.0.0.1:{floor_port}{path}"),
-                Target("route", base + path),
+                Target("floor", f"http://127.0.0.1:{floor_port}{path}", floor.pid),
+                Target("route", base + path, server.pid),
             ]
             pg_before = pg_transactions(settings.migrate_database_url)
             started = time.monotonic()
@@ -269,7 +292,8 @@ def render(r: Result, command: str, args: argparse.Namespace) -> str:
     per_round = statistics.median(b.rps / a.rps for a, b in zip(floor.rounds, route.rounds, strict=True))
     rows = "\n".join(
         f"| {t.name} | {t.median('rps'):,.0f} | {min(x.rps for x in t.rounds):,.0f}–{max(x.rps for x in t.rounds):,.0f} "
-        f"| {t.median('p50_ms'):.2f} ms | {t.median('p99_ms'):.2f} ms | {t.redis_per_request():.2f} |"
+        f"| {t.median('p50_ms'):.2f} ms | {t.median('p99_ms'):.2f} ms | {t.median('cpu_us'):.0f} µs "
+        f"| {t.redis_per_request():.2f} |"
         for t in (floor, route)
     )
     return f"""{HEADING}
@@ -283,11 +307,13 @@ cached `GET /api/v1/uploads/{{id}}` under `buildpeer serve` (all middleware, JWT
 and document in one Redis `MGET`, ETag); `floor` is a bare Starlette route doing one Redis `GET` of the same
 document, run by `cli.serve.serve` (the same uvicorn options) in its own process. Rate limits off in both.
 
-| target | requests/s (median) | range | p50 | p99 | Redis commands / request |
-|---|---|---|---|---|---|
+| target | requests/s (median) | range | p50 | p99 | server CPU / request | Redis commands / request |
+|---|---|---|---|---|---|---|
 {rows}
 
 **Route / floor: {share:.2f}** (ratio of the medians; median of the per-round ratios {per_round:.2f}). Target ≥ 0.80.
+Server CPU per request, floor / route: {floor.median("cpu_us") / route.median("cpu_us"):.2f} (the same ratio measured as
+CPU time, which other load on the machine disturbs less than throughput).
 
 PostgreSQL transactions while both were polled ({r.route_seconds:.0f} s, {sum(x.requests for x in route.rounds):,} route
 requests): {r.pg_transactions_during_route} (the cache's 30 s TTL: at most one read per upload per 30 s).
@@ -303,6 +329,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--profile", help="write a py-spy profile of the server under load here instead")
+    parser.add_argument("--profile-floor", action="store_true", help="with --profile: the floor's process")
     parser.add_argument("--floor", nargs=2, metavar=("PORT", "KEY"), help=argparse.SUPPRESS)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()

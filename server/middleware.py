@@ -58,7 +58,7 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", ()), rid_header]
             await send(message)
 
-        tracing = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+        tracing = _tracing()
         if tracing:
             span = _tracer.start_span(f"HTTP {scope['method']}", kind=SpanKind.SERVER)
             context_token = otel_context.attach(trace.set_span_in_context(span))
@@ -117,6 +117,12 @@ class CORSMiddleware(StarletteCORSMiddleware):
 
 
 _VARY_ORIGIN = (b"vary", b"Origin")
+
+
+def _tracing() -> bool:
+    """Whether a tracer provider is installed (``trace.get_tracer_provider()`` reads the
+    environment on every call; the global it returns is all that matters here)."""
+    return getattr(trace, "_TRACER_PROVIDER", 1) is not None
 
 
 def _route_template(scope: Scope) -> str:

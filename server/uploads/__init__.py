@@ -15,6 +15,8 @@ docs.document()
 
 def routes() -> list[BaseRoute]:
     return [
+        # First: the most requested route (polling) is matched before the others are tried.
+        Route("/api/v1/uploads/{upload_id}", status.upload_status, methods=["GET"]),
         Route("/s3/params", companion.get_params, methods=["GET"]),
         Route("/s3/multipart", companion.create_multipart, methods=["POST"]),
         Route("/s3/multipart/{uploadId}/batch", companion.sign_batch, methods=["GET"]),
@@ -22,7 +24,6 @@ def routes() -> list[BaseRoute]:
         Route("/s3/multipart/{uploadId}/{partNumber}", companion.sign_part, methods=["GET"]),
         Route("/s3/multipart/{uploadId}", companion.list_parts, methods=["GET"]),
         Route("/s3/multipart/{uploadId}", companion.abort, methods=["DELETE"]),
-        Route("/api/v1/uploads/{upload_id}", status.upload_status, methods=["GET"]),
         Route("/api/v1/uploads/{upload_id}", originals.delete_upload, methods=["DELETE"]),
         Route("/api/v1/uploads/{upload_id}/original", originals.download_original, methods=["GET"]),
         Route("/api/v1/uploads/{upload_id}/progress", native.report_progress, methods=["POST"]),

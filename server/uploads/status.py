@@ -31,6 +31,7 @@ _DENIED = b"0"
 
 
 def access_key(tenant_id: uuid.UUID, user_id: uuid.UUID, upload_id: uuid.UUID) -> str:
+    # (the status endpoint builds the same key from strings it already has)
     return f"bp:upload-access:{tenant_id}:{user_id}:{upload_id}"
 
 
@@ -79,13 +80,13 @@ class UploadStatusEndpoint:
         principal = await verify_bearer(state, parse_bearer(authorization))
         upload_id = parse_uuid(scope["path_params"]["upload_id"], "upload")
         cache: StatusCache = state.status_cache
+        tenant, upload = str(principal.tenant_id), str(upload_id)
         if principal.is_admin:
-            raw = await cache.get_raw(principal.tenant_id, upload_id)
+            raw = (await cache.get_many(cache_key(tenant, upload)))[0]
             allowed: bool | None = True
         else:
             raw, right = await cache.get_many(
-                cache_key(principal.tenant_id, upload_id),
-                access_key(principal.tenant_id, principal.user_id, upload_id),
+                cache_key(tenant, upload), f"bp:upload-access:{tenant}:{principal.user_id}:{upload}"
             )
             allowed = None if right is None else right == _ALLOWED
         if raw is None or allowed is None:

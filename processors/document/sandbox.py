@@ -55,9 +55,27 @@ def _mp_context() -> Any:
         return _context
 
 
+WATCHDOG_GRACE_SECONDS = 5.0
+
+
+def _watchdog(seconds: float) -> None:
+    """The child's own end: should its parent die (a worker SIGKILLed mid-file), nobody
+    would kill it, so past the file limit (and a grace) it kills its group itself."""
+
+    def end() -> None:
+        if os.getpgid(0) == os.getpid():  # the leader of its own group: Tesseract too
+            os.killpg(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    timer = threading.Timer(seconds, end)
+    timer.daemon = True
+    timer.start()
+
+
 def _child(conn: Connection, path: str, limits: DocumentLimits) -> None:
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)  # own group: the parent's kill reaches Tesseract too
+    _watchdog(limits.file_seconds + WATCHDOG_GRACE_SECONDS)
 
     def heartbeat(phase: str, index: int) -> None:
         conn.send(("beat", phase, index))

@@ -9,6 +9,8 @@ import hashlib
 import io
 import os
 import re
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -208,3 +210,39 @@ def _hwm_kib() -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
     raise AssertionError("no VmHWM")
+
+
+def test_an_orphaned_pdf_child_ends_itself_past_the_file_limit(tmp_path: Path) -> None:
+    """A worker SIGKILLed mid-file leaves its PDF child without a parent to kill it: the
+    child's watchdog kills it (and its Tesseract) once the file limit and a grace are over."""
+    path = _pdf(tmp_path, samples.noisy_scanned_pdf(pages=3))
+    script = (
+        "import multiprocessing, sys\n"
+        "from processors.document.sandbox import DocumentLimits, _child\n"
+        "reader, writer = multiprocessing.Pipe(duplex=False)\n"
+        f"_child(writer, {path!r}, DocumentLimits(page_seconds=600, file_seconds=0.5, max_pages=10, "
+        "ocr_max_pages=3))\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2])
+    try:
+        code = child.wait(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert code == -signal.SIGKILL, "killed by its watchdog, not finished"
+    assert _group_members(child.pid) == [], "its Tesseract went with it"
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live processes in process group ``pgid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found

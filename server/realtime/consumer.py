@@ -89,10 +89,12 @@ class EventConsumer:
         state = app.state
         settings = state.settings
         applier = EventApplier(state.pool, state.status_cache, publisher)
-        redis = getattr(state, "redis", None)
+        broker_url = settings.realtime_broker_url or settings.redis_url or ""
+        # The broker's Redis, when it is the app's (a memory broker needs none).
+        redis = getattr(state, "redis", None) if broker_url == settings.redis_url else None
 
         async def probe() -> None:
-            """PostgreSQL and Redis (cache, and the broker's usual home) both answer."""
+            """PostgreSQL answers, and the broker's Redis when there is one."""
             await applier.probe()
             if redis is not None:
                 await redis.ping()

@@ -46,8 +46,6 @@ log = logging.getLogger(__name__)
 QUEUE = "events"
 BATCHES_IN_FLIGHT = 3
 
-unwrap_body = unwrap_sns  # the one SNS-envelope parser (core.envelope)
-
 
 class EventConsumer:
     """Background component polling the ``events`` queue."""

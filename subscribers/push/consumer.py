@@ -32,7 +32,6 @@ from subscribers.push.notifier import PushNotifier
 log = logging.getLogger(__name__)
 
 QUEUE = "push"
-__all__ = ["PushConsumer", "event_from_body"]
 
 
 class PushConsumer:

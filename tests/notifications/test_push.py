@@ -13,12 +13,13 @@ import orjson
 import pytest
 
 from core.db import tenant_transaction
+from core.envelope import event_from_body
 from core.events import EventType
 from core.settings import Settings
 from core.status import UploadStatus
 from devstack.fcm_emulator import FcmEmulator
 from subscribers import preferences
-from subscribers.push.consumer import PushConsumer, event_from_body
+from subscribers.push.consumer import PushConsumer
 from subscribers.push.notifier import PushNotifier, RetryLater
 from subscribers.push.recipients import Audience, PushKind
 from tests.conftest import TenantFixture

@@ -13,12 +13,13 @@ import orjson
 import pytest
 
 from core.db import tenant_transaction
+from core.envelope import unwrap_sns as unwrap_body
 from core.events import Event, EventType
 from core.publish import MemoryPublisher
 from core.status import UploadStatus
 from server.app import aws_client_kwargs
 from server.realtime.broker import BrokerUnavailable
-from server.realtime.consumer import EventConsumer, unwrap_body
+from server.realtime.consumer import EventConsumer
 from server.status_cache import StatusCache
 from server.uploads.event_applier import EventApplier
 from tests.conftest import insert_upload as make_upload

@@ -384,3 +384,38 @@ async def test_sqs_failures_back_off_and_the_loop_carries_on(sqs: Any) -> None:
     finally:
         await consumer.stop()
     assert consumer.error is None and consumer.task is None
+
+
+async def test_receives_overlap_the_work_up_to_the_batches_in_flight(sqs: Any) -> None:
+    name, url, _ = await _queue(sqs, visibility=30)
+    release = asyncio.Event()
+    active: list[str] = []
+
+    async def handle(message: Message) -> Result:
+        active.append(message["Body"])
+        await release.wait()
+        return Result(Outcome.DONE)
+
+    consumer = QueueConsumer(
+        sqs,
+        ConsumerConfig(name="t", queue_name=name, wait_seconds=1, batch_size=1, batches_in_flight=2),
+        per_message(handle, 10),
+    )
+    for body in ("a", "b", "c"):
+        await sqs.send_message(QueueUrl=url, MessageBody=body)
+    await consumer.start()
+    try:
+        # The second batch was received while the first was still being worked on ...
+        await _until(lambda: len(active) == 2, "two batches in flight at once")
+        # ... and no third: its slot is taken before receiving, so it stays in the queue.
+        receives = consumer.stats.receives
+        for _ in range(3):
+            got = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+            assert got["Attributes"]["ApproximateNumberOfMessages"] == "1"
+            await asyncio.sleep(0.5)
+        assert len(active) == 2 and consumer.stats.receives == receives
+        release.set()
+        await _until(lambda: consumer.stats.deleted == 3, "all three handled")
+    finally:
+        await consumer.stop()
+    assert sorted(active) == ["a", "b", "c"]

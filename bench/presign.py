@@ -115,6 +115,7 @@ async def run(settings: Any, rounds: int) -> dict[str, Any]:
         )
         body = created.json()
         key, upload_id = body["key"], body["uploadId"]
+        each = int(body["partSize"])  # 2 GiB declared: every one of parts 1..100 is this long
         batch_url = f"/s3/multipart/{upload_id}/batch"
         part_url = f"/s3/multipart/{upload_id}/7"
         # warm-up
@@ -135,7 +136,13 @@ async def run(settings: Any, rounds: int) -> dict[str, Any]:
             for n in range(1, 101):
                 raw.client.generate_presigned_url(
                     "upload_part",
-                    Params={"Bucket": settings.bucket, "Key": key, "UploadId": upload_id, "PartNumber": n},
+                    Params={
+                        "Bucket": settings.bucket,
+                        "Key": key,
+                        "UploadId": upload_id,
+                        "PartNumber": n,
+                        "ContentLength": each,  # the route signs the declared part length too
+                    },
                     ExpiresIn=settings.presign_expiry_seconds,
                     HttpMethod="PUT",
                 )

@@ -4,8 +4,14 @@ Light by design (issue 16 targets ≤ 24 KiB per idle WebSocket): ``__slots__``,
 coalescing index made on first use, and a writer task only while there is something to
 send — it drains the queue in batches and ends. ``push`` never waits: it answers
 ``False`` when the queue would pass its bound, and the session then ends the connection
-as slow (3008). Entries with the same key (the same upload on the same channel)
-supersede each other while queued: a slow client gets the newest state, not every step.
+as slow (3008).
+
+Status coalescing: once a client is behind (a quarter of the bound queued), a new entry
+with the same key (the same upload on the same channel) supersedes the one still queued:
+a slow client gets the newest state, not every step. A client that keeps up is never
+coalesced: a burst of publications (e.g. when a frozen Redis resumes and every
+publication in flight is acknowledged at once) reaches it whole. Coalescing in every
+burst was how acknowledged publications went missing without a word to the client.
 """
 
 from __future__ import annotations
@@ -31,11 +37,21 @@ class _Out:
 
 
 class Writer:
-    __slots__ = ("_coalesce", "_limit", "_on_broken", "_queue", "_task", "_transport", "queued_bytes")
+    __slots__ = (
+        "_coalesce",
+        "_coalesce_from",
+        "_limit",
+        "_on_broken",
+        "_queue",
+        "_task",
+        "_transport",
+        "queued_bytes",
+    )
 
     def __init__(self, transport: Transport, *, limit_bytes: int, on_broken: Callable[[], None]) -> None:
         self._transport = transport
         self._limit = limit_bytes
+        self._coalesce_from = limit_bytes // 4
         self._on_broken = on_broken  # the transport failed while writing
         self._queue: deque[_Out] = deque()
         self._coalesce: dict[str, _Out] | None = None
@@ -50,8 +66,8 @@ class Writer:
             if self._coalesce is None:
                 self._coalesce = {}
             previous = self._coalesce.get(key)
-            if previous is not None and not previous.dead:
-                previous.dead = True  # superseded by a newer state of the same upload
+            if previous is not None and not previous.dead and self.queued_bytes >= self._coalesce_from:
+                previous.dead = True  # behind: superseded by a newer state of the same upload
                 self.queued_bytes -= previous.size
             self._coalesce[key] = entry
         if self.queued_bytes + entry.size > self._limit:

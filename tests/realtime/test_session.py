@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from server.auth import mint_token
+from tests.conftest import insert_upload
 from tests.realtime.conftest import publish
 from tests.realtime.wsclient import StalledClient, WsClient
 
@@ -280,3 +281,37 @@ async def test_disconnect_user_and_tenant_cap(rt_server: Any, make_tenant: Any) 
     assert (await a.closed()).code == 3011
     assert (await b.closed()).code == 3011
     await c.close()
+
+
+async def test_a_client_that_falls_behind_gets_the_newest_state_of_an_upload(
+    rt_server: Any, make_tenant: Any, channel_broker: Any, pool: Any
+) -> None:
+    """Status coalescing: once a client's queue is a quarter full, a newer state of the same
+    upload supersedes the one still queued (no 3008 for it); a client that keeps up gets
+    every publication (tests/realtime/test_broker_faults.py)."""
+    from server.realtime.channels import parse_channel
+
+    server = rt_server(realtime_max_queue_bytes=512 * 1024, realtime_ping_seconds=600)
+    t = await make_tenant()
+    channel = f"upload:{await insert_upload(pool, t)}"
+    key = parse_channel(channel).broker_name(t.tenant_id)
+    slow = await StalledClient.open(server.ws_url)
+    await slow.send(orjson.dumps({"id": 1, "connect": {"token": t.tokens["admin"]}}).decode())
+    await slow.send(orjson.dumps({"id": 2, "subscribe": {"channel": channel}}).decode())
+
+    async def subscribed() -> bool:
+        return bool(server.node.hub.subscribers(key))
+
+    while not await server.run(subscribed()):  # noqa: ASYNC110 - state in another thread
+        await asyncio.sleep(0.05)
+    count, blob = 400, "x" * 8000  # 3.2 MB of states of one upload: far past the queue's bound
+    for n in range(count):
+        await channel_broker.publish(key, orjson.dumps({"n": n, "blob": blob}), key="upload-state")
+
+    def has_last(lines: list[str]) -> bool:
+        return any(f'"n":{count - 1},' in line for line in lines)
+
+    lines = await slow.drain_texts(has_last)
+    numbers = [orjson.loads(line)["push"]["pub"]["data"]["n"] for line in lines if '"pub"' in line]
+    assert numbers == sorted(numbers) and numbers[-1] == count - 1
+    assert len(numbers) < count  # superseded states were dropped, the newest arrived

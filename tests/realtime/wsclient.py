@@ -165,3 +165,24 @@ class StalledClient:
         code = await asyncio.wait_for(run(), wait)
         self.writer.close()
         return code, frames
+
+    async def drain_texts(self, done: Any, wait: float = 30) -> list[str]:
+        """Read again: every JSON line of the text frames until ``done(lines)``."""
+        from websockets.frames import Opcode
+
+        lines: list[str] = []
+
+        async def run() -> None:
+            while not done(lines):
+                data = await self.reader.read(65536)
+                if not data:
+                    raise ConnectionError("closed while draining")
+                self.protocol.receive_data(data)
+                for frame in self.protocol.events_received():
+                    if frame.opcode is Opcode.TEXT:
+                        lines.extend(line for line in frame.data.decode().split("\n") if line)
+                    elif frame.opcode is Opcode.CLOSE:
+                        raise ConnectionError(f"closed while draining: {frame.data!r}")
+
+        await asyncio.wait_for(run(), wait)
+        return lines

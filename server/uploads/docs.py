@@ -125,6 +125,7 @@ SCHEMAS: dict[str, Any] = {
             "PartNumber": {"type": "integer"},
             "Size": {"type": "integer"},
             "ETag": {"type": "string"},
+            "ChecksumSHA256": {"type": "string", "description": "When S3 lists the part's checksum"},
         },
     },
 }

@@ -16,8 +16,12 @@ NONCURRENT_VERSION_DAYS = 30
 
 
 def queue_names() -> list[str]:
-    """Logical names of every queue with a DLQ: the processors', then the consumers'."""
-    return [p.name for p in resources.PROCESSORS] + [c.name for c in resources.CONSUMERS]
+    """Logical names of every queue with a DLQ: the processors', the consumers', SES feedback."""
+    return (
+        [p.name for p in resources.PROCESSORS]
+        + [c.name for c in resources.CONSUMERS]
+        + [resources.EMAIL_EVENTS.name]
+    )
 
 
 def visibility_timeouts() -> dict[str, int]:

@@ -29,7 +29,9 @@ from redis.asyncio import Redis
 from devstack.process import free_port
 from devstack.redis import EmbeddedRedis
 from server.realtime.channels import parse_channel
-from server.realtime.redis_broker import SUBSCRIBE_TIMEOUT
+from server.realtime.redis_broker import SUBSCRIBE_TIMEOUT, RedisBroker
+from server.realtime.redis_broker import _keys as redis_keys
+from server.realtime.redis_broker import _pack_payload as pack_payload
 from tests.realtime.conftest import RealtimeServer
 
 CLIENTS = 3
@@ -210,3 +212,82 @@ async def test_pubsub_connection_killed_between_publications(
             await admin.aclose()
 
     await _run_fault(server, tenant, kill_pubsub, fault_window=1.0)
+
+
+async def _store_without_live_feed(broker: RedisBroker, key: str, n: int) -> None:
+    """Append a publication to the channel's history without its PUB/SUB message: what a
+    live feed that lost a message leaves behind."""
+    stream, meta, _ = redis_keys(key)
+    await broker._publish_script(
+        keys=[stream, meta],
+        args=[
+            pack_payload(orjson.dumps({"n": n}), None),
+            broker.history_size,
+            600,
+            86400,
+            "unused",
+            "nowhere",
+        ],
+    )
+
+
+async def _sdk_client(
+    server: RealtimeServer, token: str, channel: str, received: Received
+) -> centrifuge.Client:
+    client = centrifuge.Client(server.ws_url, token=token, max_reconnect_delay=1.0)
+    sub = client.new_subscription(
+        channel, events=Recorder(received), recoverable=True, positioned=True, max_resubscribe_delay=1.0
+    )
+    await sub.subscribe()
+    await client.connect()
+    await sub.ready(10)
+    return client
+
+
+async def test_a_live_gap_is_filled_from_history_before_delivering(
+    rt_server: Any, make_tenant: Any, channel_broker: RedisBroker
+) -> None:
+    server = rt_server()
+    t = await make_tenant()
+    channel = f"project:{t.projects[0]}"
+    key = parse_channel(channel).broker_name(t.tenant_id)
+    received = Received()
+    client = await _sdk_client(server, t.tokens["admin"], channel, received)
+    try:
+        await channel_broker.publish(key, orjson.dumps({"n": 1}))
+        await _store_without_live_feed(channel_broker, key, 2)
+        await _store_without_live_feed(channel_broker, key, 3)
+        await channel_broker.publish(key, orjson.dumps({"n": 4}))  # live, but 2 and 3 never came
+        await _wait(lambda: len(received.numbers) >= 4, "four publications", lambda: received.numbers)
+        assert received.numbers == [1, 2, 3, 4] and received.offsets == sorted(received.offsets)
+        assert received.unsubscribed == [] and len(received.subscribed) == 1  # no resubscribe needed
+    finally:
+        await client.disconnect()
+
+
+async def test_a_gap_history_cannot_fill_tells_clients_to_recover(
+    rt_server: Any, make_tenant: Any, channel_broker: RedisBroker
+) -> None:
+    server = rt_server(realtime_history_size=10)
+    t = await make_tenant()
+    channel = f"project:{t.projects[0]}"
+    key = parse_channel(channel).broker_name(t.tenant_id)
+    received = Received()
+    client = await _sdk_client(server, t.tokens["admin"], channel, received)
+    trimming = RedisBroker(channel_broker.url, history_size=10, history_ttl=600)
+    try:
+        await channel_broker.publish(key, orjson.dumps({"n": 0}))
+        for n in range(1, 501):  # lost by the live feed and trimmed from history
+            await _store_without_live_feed(trimming, key, n)
+        await channel_broker.publish(key, orjson.dumps({"n": 501}))
+        # "insufficient state" (2500): the SDK resubscribes from its position; history no
+        # longer covers it, so it is told recovered: false (and refetches), never left silent.
+        await _wait(lambda: len(received.subscribed) >= 2, "the resubscribe", lambda: received.subscribed)
+        again = received.subscribed[-1]
+        assert again.was_recovering is True and again.recovered is False
+        assert received.numbers == [0] and 501 not in received.numbers
+        await channel_broker.publish(key, orjson.dumps({"n": 502}))
+        await _wait(lambda: 502 in received.numbers, "the next publication", lambda: received.numbers)
+    finally:
+        await client.disconnect()
+        await trimming.stop()

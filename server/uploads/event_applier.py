@@ -85,6 +85,11 @@ class EventApplier:
             )
             if row is None or row["project_id"] != event.project_id:
                 raise UploadNotFound(f"upload {event.upload_id} not in project {event.project_id}")
+            if event.status is UploadStatus.DELETED:
+                # Only DELETE /api/v1/uploads/{id} deletes (it removes the objects too): no
+                # queue message can.
+                log.warning("deleted status from a queue refused", extra={"event_id": str(event.id)})
+                return None
             moved = await transition(conn, event.upload_id, event.status, reason=_reason(event))
             if moved is None and row["status"] != event.status.value:
                 log.info(

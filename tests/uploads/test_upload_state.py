@@ -341,3 +341,22 @@ async def test_applier_counts_a_processor_change_once_and_drops_what_a_deletion_
     late = event(EventType.PROCESSING_COMPLETED, UploadStatus.READY)
     assert await applier.apply(late) is None
     assert len(recorder.published) == 2
+
+
+async def test_no_queue_message_can_delete_an_upload(
+    pool: asyncpg.Pool, redis: Any, tenant: TenantFixture
+) -> None:
+    """The attack: a forged ``deleted`` event on the events queue. Only the DELETE route
+    (which also removes the objects) deletes."""
+    applier = EventApplier(pool, StatusCache(redis, 30), RecordingPublisher())
+    upload_id = await insert_upload(pool, tenant, "ready")
+    forged = Event.new(
+        EventType.UPLOAD_DELETED,
+        tenant_id=tenant.tenant_id,
+        project_id=tenant.projects[0],
+        upload_id=upload_id,
+        user_id=tenant.users["field_worker"],
+        status=UploadStatus.DELETED,
+    )
+    assert await applier.apply(forged) is None
+    assert (await _version(pool, tenant, upload_id))[0] == "ready"

@@ -148,7 +148,7 @@ def provision(settings: Settings, *, visibility_override: int | None = None) -> 
             "CORSRules": [
                 {
                     "AllowedOrigins": list(settings.cors_origins),
-                    "AllowedMethods": ["GET", "PUT", "POST", "HEAD"],
+                    "AllowedMethods": ["GET", "PUT", "POST", "DELETE", "HEAD"],
                     "AllowedHeaders": ["*"],
                     "ExposeHeaders": ["ETag", "Location"],
                     "MaxAgeSeconds": 3600,

@@ -85,7 +85,7 @@ def _bucket() -> Json:
                 "CorsRules": [
                     {
                         "AllowedOrigins": ref("CorsOrigins"),
-                        "AllowedMethods": ["GET", "PUT", "POST", "HEAD"],
+                        "AllowedMethods": ["GET", "PUT", "POST", "DELETE", "HEAD"],
                         "AllowedHeaders": ["*"],
                         "ExposedHeaders": ["ETag", "Location"],  # stock Uppy reads both
                         "MaxAge": 3600,

@@ -405,7 +405,13 @@ async def complete(request: Request) -> Response:
                     },
                 )
             except ClientError as exc:
-                if s3ops.error_code(exc) not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                code = s3ops.error_code(exc)
+                if code in s3ops.REFUSED_COMPLETE:  # the client's parts: it may fix them and retry
+                    message = exc.response.get("Error", {}).get("Message") or code
+                    raise ApiError(
+                        400, "complete_refused", f"S3 refused the complete: {code}: {message}"
+                    ) from None
+                if code not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                     raise
                 await s3ops.abort(ctx.s3, ctx.bucket, key, row["multipart_upload_id"])
                 raise ApiError(409, "object_exists", "an object already exists under this key") from None

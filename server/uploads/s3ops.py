@@ -8,6 +8,12 @@ from botocore.exceptions import ClientError
 
 from server.errors import ApiError
 
+# CompleteMultipartUpload errors caused by the parts the client named (a part too small, a
+# checksum missing or wrong): a 400 for the client, not a server error.
+REFUSED_COMPLETE = frozenset(
+    {"InvalidPart", "InvalidPartOrder", "EntityTooSmall", "InvalidRequest", "BadDigest", "InvalidDigest"}
+)
+
 
 def error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))

@@ -231,3 +231,22 @@ async def test_accented_and_non_latin_names_are_fine(
             headers=tenant.auth(),
         )
         assert r.status_code == 200, (name, r.text)
+
+
+async def test_complete_refused_by_s3_for_the_clients_parts_is_a_400(
+    client: httpx.AsyncClient, tenant: TenantFixture
+) -> None:
+    h = tenant.auth()
+    mp = await create_multipart(client, h, tenant.projects[0])
+    parts = []
+    for n in (1, 2):  # a first part under S3's 5 MiB minimum
+        url = (
+            await client.get(f"/s3/multipart/{mp.upload_id}/{n}", params={"key": mp.key}, headers=h)
+        ).json()["url"]
+        put = await put_bytes(url, b"%PDF-1.4 " * 100)
+        parts.append({"PartNumber": n, "ETag": put.headers["etag"]})
+    r = await client.post(
+        f"/s3/multipart/{mp.upload_id}/complete", params={"key": mp.key}, json={"parts": parts}, headers=h
+    )
+    assert r.status_code == 400 and r.json()["error"]["code"] == "complete_refused", r.text
+    assert "EntityTooSmall" in r.json()["error"]["message"]

@@ -19,7 +19,16 @@ from starlette.routing import BaseRoute, Route
 from core.db import create_pool
 from core.publish import EventPublisher, MemoryPublisher
 from core.settings import Settings
-from server import dashboard, derivatives_api, notifications_api, openapi, realtime, redis_client, uploads
+from server import (
+    dashboard,
+    derivatives_api,
+    notifications_api,
+    openapi,
+    realtime,
+    redis_client,
+    session_api,
+    uploads,
+)
 from server.auth import TokenVerifier
 from server.errors import EXCEPTION_HANDLERS
 from server.gc_policy import GcPolicy
@@ -70,6 +79,7 @@ def _routes() -> list[BaseRoute]:
     routes += derivatives_api.routes()
     routes += dashboard.routes()
     routes += notifications_api.routes()
+    routes += session_api.routes()
     return routes
 
 

@@ -14,6 +14,7 @@ from core import logging as ctx
 from core.auth import Principal
 from server.auth import AuthError, TokenVerifier
 from server.errors import ApiError, forbidden, not_found
+from server.session_cookie import cookie_token, has_session_cookie
 
 
 def bearer_token(conn: HTTPConnection) -> str:
@@ -29,6 +30,10 @@ def parse_bearer(header: str) -> str:
 
 
 async def authenticate(conn: HTTPConnection) -> Principal:
+    """The bearer token's principal; without an ``Authorization`` header, the session
+    cookie's (same-origin requests only: :mod:`server.session_cookie`)."""
+    if "authorization" not in conn.headers and has_session_cookie(conn):
+        return await verify_bearer(conn.app.state, await cookie_token(conn))
     return await verify_bearer(conn.app.state, bearer_token(conn))
 
 
@@ -42,8 +47,23 @@ async def verify_bearer(state: Any, token: str) -> Principal:
             principal = await run_in_threadpool(verifier.verify, token)  # may fetch the JWKS
         else:
             principal = verifier.verify(token)
-    ctx.tenant_id.set(str(principal.tenant_id))
+    ctx.tenant_id.set(id_text(principal.tenant_id))
     return principal
+
+
+_ID_TEXTS: dict[uuid.UUID, str] = {}
+_ID_TEXTS_MAX = 100_000
+
+
+def id_text(value: uuid.UUID) -> str:
+    """``str(value)``, remembered for the ids requests repeat (tenants, users): formatting a
+    UUID is a noticeable part of a cached poll. Bounded: past the cap, formatted each time."""
+    text = _ID_TEXTS.get(value)
+    if text is None:
+        text = str(value)
+        if len(_ID_TEXTS) < _ID_TEXTS_MAX:
+            _ID_TEXTS[value] = text
+    return text
 
 
 def parse_uuid(value: str | None, what: str) -> uuid.UUID:

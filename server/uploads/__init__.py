@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.routing import BaseRoute, Route
 
-from server.uploads import companion, docs, native, originals, status
+from server.uploads import companion, docs, native, originals, sign, status
 from server.uploads.sweeper import StaleUploadSweeper
 
 docs.document()
@@ -19,6 +19,7 @@ def routes() -> list[BaseRoute]:
         Route("/api/v1/uploads/{upload_id}", status.upload_status, methods=["GET"]),
         Route("/s3/params", companion.get_params, methods=["GET"]),
         Route("/s3/multipart", companion.create_multipart, methods=["POST"]),
+        Route("/s3/sign", sign.sign_request, methods=["POST"]),
         Route("/s3/multipart/{uploadId}/batch", companion.sign_batch, methods=["GET"]),
         Route("/s3/multipart/{uploadId}/complete", companion.complete, methods=["POST"]),
         Route("/s3/multipart/{uploadId}/{partNumber}", companion.sign_part, methods=["GET"]),

@@ -63,6 +63,25 @@ async def find_multipart(
     )
 
 
+async def find_by_key(
+    conn: asyncpg.Connection, key: str, *, for_update: bool = False
+) -> asyncpg.Record | None:
+    """The caller's tenant's upload stored under ``key`` (RLS adds the tenant)."""
+    lock = " FOR UPDATE" if for_update else ""
+    return await conn.fetchrow(f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE s3_key = $1{lock}", key)
+
+
+async def bind_multipart(conn: asyncpg.Connection, upload_id: uuid.UUID, multipart_upload_id: str) -> None:
+    """S3's UploadId of an upload whose client created the S3 upload itself (``/s3/sign``);
+    never replaces one already bound."""
+    await conn.execute(
+        "UPDATE uploads SET multipart_upload_id = $2, last_activity_at = now() "
+        "WHERE upload_id = $1 AND multipart_upload_id IS NULL",
+        upload_id,
+        multipart_upload_id,
+    )
+
+
 async def get_upload(
     conn: asyncpg.Connection, upload_id: uuid.UUID, *, for_update: bool = False
 ) -> asyncpg.Record | None:

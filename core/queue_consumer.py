@@ -7,11 +7,11 @@ What it does with a queue:
   earlier batches are still being handled (at most ``batches_in_flight`` at once; a batch
   slot is taken *before* receiving, so nothing is received that cannot be worked on).
 - **Hands** each batch to the owner's handler, which answers per message: ``DONE`` (the
-  message is deleted), ``RETRY`` (a dependency is down or busy: the message is made
-  visible again after a short backoff, and the consumer is *held*), or ``POISON`` (left
-  alone: SQS redelivers it after its visibility timeout and, after ``maxReceiveCount``
-  receives, moves it to the dead-letter queue). A handler that raises answers for the whole
-  batch by the error: :class:`core.errors.Transient` means retry, anything else poison.
+  message is deleted), ``RETRY`` (a dependency is down or busy: the consumer is *held*), or
+  ``POISON`` (left alone: SQS redelivers it after its visibility timeout and, after
+  ``maxReceiveCount`` receives, moves it to the dead-letter queue). A handler that raises
+  answers for the whole batch by the error: :class:`core.errors.Transient` means retry,
+  anything else poison.
 - **Extends** the visibility of a batch while it is being worked on (a heartbeat at half
   the visibility timeout), for at most ``max_extend_seconds``, so long work is not handed to
   a second receiver and a hung handler's messages still come back.
@@ -19,7 +19,10 @@ What it does with a queue:
   the handler depends on, e.g. PostgreSQL) answers, probing with a growing delay. Every
   receive counts towards the queue's ``maxReceiveCount``, so receiving on a timer while the
   database is down would dead-letter the queued messages; held, a message is received once
-  per outage, however long the outage.
+  per outage, however long the outage. When the probe saw the outage, the messages retried
+  during it are made visible again as soon as it answers; when it answered at once (what
+  failed is something it does not check: clamd, a step another worker runs, FCM asking to
+  retry), they come back after their visibility timeout, as on Lambda.
 - **Backs off** when SQS itself fails (1, 2, 4 … 20 s), logging each attempt.
 - **Stops** gracefully: no new receives, the receive in flight and the batches in hand
   finish, up to ``stop_timeout``; then the task is cancelled (its messages come back after
@@ -85,11 +88,12 @@ def receive_count(message: Message) -> int:
         return 1
 
 
-def retry_visibility(count: int, *, wait_seconds: int, cap: int = 60) -> int:
-    """Seconds until a message to retry is visible again: 2, 4, 8 … ``cap`` by receive
-    count, and never before a long poll in flight when the consumer was held has ended
-    (that poll would take the message back, one receive more towards the dead-letter queue)."""
-    return max(min(2 ** max(1, count), cap), wait_seconds + 1)
+def release_after_hold(failed_probes: int) -> bool:
+    """Make the messages retried during a hold visible at once when it ends? Only when the
+    probe saw the outage (it failed at least once): then what they needed is back. A probe
+    that answered at once means they failed on something it does not check; they come back
+    after their visibility timeout, which is what spaces their receives out."""
+    return failed_probes > 0
 
 
 def hold_delay(attempt: int, *, first: float = 0.5, maximum: float = 10.0) -> float:
@@ -175,7 +179,6 @@ class ConsumerConfig:
     stop_timeout: float = 25.0
     visibility_timeout: int | None = None  # None: the queue's own, read once
     max_extend_seconds: float = 900.0  # the heartbeat extends a batch's visibility this long at most
-    retry_visibility_cap: int = 60
     hold_max_delay: float = 10.0
     probe_timeout: float = 5.0
 
@@ -190,6 +193,7 @@ class ConsumerStats:
     retried: int = 0
     poisoned: int = 0
     holds: int = 0
+    released: int = 0  # retried messages made visible again when a hold ended
     probes_failed: int = 0
     extended: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
@@ -226,6 +230,7 @@ class QueueConsumer:
         self._stopping = asyncio.Event()
         self._held = False
         self._hold_streak = 0  # holds since the last batch that got work done
+        self._retried: list[Message] = []  # answered retry since the hold began
 
     @property
     def name(self) -> str:
@@ -405,8 +410,11 @@ class QueueConsumer:
             break
         self._hold_streak += 1
         self._held = False
+        retried, self._retried = self._retried, []
         if failed:
             self._log.info("%s: dependencies answer; receiving again", self.name, extra={"queue": self.name})
+        if release_after_hold(failed) and retried and self._url is not None:
+            await self._release(self._url, retried)
 
     # -- one batch -----------------------------------------------------------------------
 
@@ -479,40 +487,34 @@ class QueueConsumer:
             SQS_MESSAGES.labels(self.name, label).inc()
             self.stats.outcomes[label] = self.stats.outcomes.get(label, 0) + 1
         if sorted_.holds:
+            self._retried.extend(sorted_.retry)
             self._held = True
         elif sorted_.done:
             self._hold_streak = 0
         self.stats.poisoned += len(sorted_.poison)
+        self.stats.retried += len(sorted_.retry)
         for chunk in chunks(sorted_.done):
             entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
             reply = await self.sqs.delete_message_batch(QueueUrl=url, Entries=entries)
             self.stats.deleted += len(reply.get("Successful", []))
             for failure in reply.get("Failed", []):
                 self._log.warning("%s: delete failed: %s", self.name, failure, extra={"queue": self.name})
-        if sorted_.retry:
-            self.stats.retried += len(sorted_.retry)
-            await self._retry_soon(url, sorted_.retry)
 
-    async def _retry_soon(self, url: str, messages: list[Message]) -> None:
-        """Back after a short backoff rather than the queue's full visibility timeout."""
+    async def _release(self, url: str, messages: list[Message]) -> None:
+        """Visible again now: the outage they waited out is over. A message whose visibility
+        timeout already ran out is visible anyway (SQS answers that entry with an error)."""
         for chunk in chunks(messages):
             entries = [
-                {
-                    "Id": str(i),
-                    "ReceiptHandle": m["ReceiptHandle"],
-                    "VisibilityTimeout": retry_visibility(
-                        receive_count(m),
-                        wait_seconds=self.config.wait_seconds,
-                        cap=self.config.retry_visibility_cap,
-                    ),
-                }
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
                 for i, m in enumerate(chunk)
             ]
             try:
-                await self.sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
+                reply = await self.sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self._log.warning(
-                    "%s: could not shorten visibility: %s", self.name, exc, extra={"queue": self.name}
+                    "%s: could not release retried messages: %s", self.name, exc, extra={"queue": self.name}
                 )
+                continue
+            self.stats.released += len(reply.get("Successful", []))

@@ -34,7 +34,7 @@ from core.queue_consumer import (
     outcome_for,
     per_message,
     receive_count,
-    retry_visibility,
+    release_after_hold,
     sort_results,
 )
 from core.status import UploadStatus
@@ -111,12 +111,9 @@ def test_everything_else_is_poison(exc: Exception) -> None:
 # -- pure decisions ----------------------------------------------------------------------
 
 
-def test_retry_visibility_grows_with_receives_and_outlasts_a_long_poll() -> None:
-    assert [retry_visibility(n, wait_seconds=1) for n in (1, 2, 3, 4, 5, 6, 7)] == [2, 4, 8, 16, 32, 60, 60]
-    # never back before a long poll that was in flight when the consumer was held ends
-    assert retry_visibility(1, wait_seconds=20) == 21
-    assert retry_visibility(0, wait_seconds=0) == 2
-    assert retry_visibility(9, wait_seconds=0, cap=10) == 10
+def test_retried_messages_are_released_only_when_the_probe_saw_the_outage() -> None:
+    assert release_after_hold(1) and release_after_hold(7)
+    assert not release_after_hold(0)  # it answered at once: back after their visibility timeout
 
 
 def test_hold_probes_at_once_then_with_a_growing_capped_delay() -> None:
@@ -310,7 +307,33 @@ async def test_a_retry_holds_receiving_until_the_probe_answers(sqs: Any) -> None
     finally:
         await consumer.stop()
     assert attempts == [1, 2]  # one receive during the outage, one after it
-    assert consumer.stats.retried == 1 and not consumer.held
+    assert consumer.stats.retried == 1 and consumer.stats.released == 1 and not consumer.held
+
+
+async def test_a_retry_the_probe_does_not_explain_waits_out_the_visibility_timeout(sqs: Any) -> None:
+    name, url, _ = await _queue(sqs, visibility=2)
+    attempts: list[int] = []
+    probes = 0
+
+    async def handle(message: Message) -> Result:
+        attempts.append(receive_count(message))
+        return Result(Outcome.RETRY if len(attempts) == 1 else Outcome.DONE)
+
+    async def probe() -> None:  # the database is fine: what failed was something else
+        nonlocal probes
+        probes += 1
+
+    consumer = QueueConsumer(
+        sqs, ConsumerConfig(name="t", queue_name=name, wait_seconds=1), per_message(handle, 4), probe=probe
+    )
+    await sqs.send_message(QueueUrl=url, MessageBody="x")
+    await consumer.start()
+    try:
+        await _until(lambda: consumer.stats.deleted == 1, "handled on its second receive")
+    finally:
+        await consumer.stop()
+    assert attempts == [1, 2] and probes == 1
+    assert consumer.stats.released == 0  # left to come back on its own, as Lambda would
 
 
 async def test_poison_is_left_for_the_dead_letter_queue_without_holding(sqs: Any) -> None:

@@ -78,6 +78,8 @@ def run_floor(port: int, key: str) -> None:
     settings = Settings.from_env()
     assert settings.redis_url
     app = floor_app(settings.redis_url, key)
+    if os.environ.get("BENCH_FLOOR_WITH_APP"):  # experiment: the full app in memory, not served
+        app.state.unused = cli.serve.create_app(settings)
     cli.serve.create_app = lambda *_a, **_k: app  # type: ignore[assignment]
     cli.serve.serve(settings, host="127.0.0.1", port=port)
 
@@ -264,6 +266,8 @@ def profile(pid: int, url: str, token: str, args: argparse.Namespace) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     fmt = "raw" if out.suffix == ".txt" else "flamegraph"
     wrk(url, token, 2, args.connections, args.threads)
+    if os.environ.get("BENCH_PROFILE_IDLE"):
+        subprocess.run([spy, "record", "-p", str(pid), "-d", "5", "-r", "250", "-f", "raw", "-o", str(out) + ".idle"])
     recorder = subprocess.Popen(
         [
             spy,

@@ -8,18 +8,20 @@ tenant's id is a different Redis key and invisible in PostgreSQL: 404.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 
 import asyncpg
 import orjson
 from prometheus_client import Counter
+from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
 from core.auth import Principal
 from core.db import tenant_transaction
 from core.upload_view import upload_document
 from server.errors import forbidden, not_found
-from server.permissions import parse_bearer, parse_uuid, verify_bearer
+from server.permissions import authenticate, id_text, parse_bearer, parse_uuid, verify_bearer
 from server.status_cache import StatusCache, cache_key
 from server.uploads import store
 
@@ -32,7 +34,8 @@ _DENIED = b"0"
 
 def access_key(tenant_id: uuid.UUID, user_id: uuid.UUID, upload_id: uuid.UUID) -> str:
     # (the status endpoint builds the same key from strings it already has)
-    return f"bp:upload-access:{tenant_id}:{user_id}:{upload_id}"
+    # the upload id is the hash tag of both keys the poll reads together (one Cluster slot)
+    return f"bp:upload-access:{tenant_id}:{user_id}:{{{upload_id}}}"
 
 
 def etag_of(raw: bytes) -> str:
@@ -72,25 +75,33 @@ class UploadStatusEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope["app"].state
         authorization = if_none_match = ""
+        cookie = False
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
             elif name == b"if-none-match":
                 if_none_match = value.decode("latin-1")
-        principal = await verify_bearer(state, parse_bearer(authorization))
-        upload_id = parse_uuid(scope["path_params"]["upload_id"], "upload")
+            elif name == b"cookie":
+                cookie = True
+        if authorization or not cookie:
+            principal = await verify_bearer(state, parse_bearer(authorization))
+        else:  # no bearer but a cookie: whatever the other routes accept (authenticate decides)
+            principal = await authenticate(HTTPConnection(scope, receive))
+        upload = scope["path_params"]["upload_id"]
+        if not _CANONICAL_UUID.fullmatch(upload):  # any other spelling: parsed, then canonical
+            upload = str(parse_uuid(upload, "upload"))
         cache: StatusCache = state.status_cache
-        tenant, upload = str(principal.tenant_id), str(upload_id)
+        tenant, user = id_text(principal.tenant_id), id_text(principal.user_id)
         if principal.is_admin:
             raw = (await cache.get_many(cache_key(tenant, upload)))[0]
             allowed: bool | None = True
         else:
             raw, right = await cache.get_many(
-                cache_key(tenant, upload), f"bp:upload-access:{tenant}:{principal.user_id}:{upload}"
+                cache_key(tenant, upload), f"bp:upload-access:{tenant}:{user}:{{{upload}}}"
             )
             allowed = None if right is None else right == _ALLOWED
         if raw is None or allowed is None:
-            raw, allowed = await _read_through(state.pool, cache, principal, upload_id, raw)
+            raw, allowed = await _read_through(state.pool, cache, principal, uuid.UUID(upload), raw)
             if raw is None:
                 raise not_found("upload")
         if not allowed:
@@ -105,6 +116,7 @@ class UploadStatusEndpoint:
         await send({"type": "http.response.body", "body": body})
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _JSON = (b"content-type", b"application/json")
 _NO_CACHE = (b"cache-control", b"private, no-cache")
 upload_status = UploadStatusEndpoint()

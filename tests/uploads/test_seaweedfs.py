@@ -10,11 +10,13 @@ import base64
 import hashlib
 import io
 import json
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
+import asyncpg
 import boto3
 import httpx
 import pytest
@@ -22,7 +24,10 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from cli.uploader import Uploader
+from core.db import tenant_transaction
 from core.settings import Settings
+from core.status import UploadStatus
+from core.transition import transition
 from devstack.process import ManagedProcess, free_port, wait_until
 from server.app import create_app
 from tests.conftest import TenantFixture
@@ -341,3 +346,33 @@ async def test_cli_upload_end_to_end_against_seaweedfs(
     assert (
         doc["status"] == "uploaded" and doc["declared_sha256"] == result.sha256 and doc["size"] == len(data)
     )
+
+
+async def test_download_url_is_signed_with_its_disposition(
+    weed_client: httpx.AsyncClient, tenant: TenantFixture, seaweed: Seaweed, pool: asyncpg.Pool
+) -> None:
+    """The presigned GET of an original works against an S3 that checks signatures, and its
+    ``Content-Disposition`` cannot be edited (an ``inline`` for a type we never render inline)."""
+    data = b"%PDF-1.4\n" + b"planilla " * 500
+    name = "Planilla de medición — Ñuñoa.pdf"
+    signed = await policy(weed_client, tenant, name, "application/pdf", size=len(data))
+    assert (await post_form(signed, data)).status_code == 204
+    upload_id = uuid.UUID(signed["id"])
+    async with tenant_transaction(pool, tenant.tenant_id) as conn:  # what the processors do
+        for status in (
+            UploadStatus.UPLOADED,
+            UploadStatus.SCANNING,
+            UploadStatus.PROCESSING,
+            UploadStatus.READY,
+        ):
+            assert await transition(conn, upload_id, status) is not None
+    r = await weed_client.get(f"/api/v1/uploads/{upload_id}/original", headers=tenant.auth())
+    assert r.status_code == 200, r.text
+    url = r.json()["url"]
+    assert "versionId" not in url  # this bucket keeps no versions: nothing to pin
+    async with httpx.AsyncClient() as http:
+        got = await http.get(url)
+        assert got.status_code == 200 and got.content == data
+        assert unquote(got.headers["content-disposition"].split("filename*=UTF-8''", 1)[1]) == name
+        edited = tamper(url, **{"response-content-disposition": "inline"})
+        assert (await http.get(edited)).status_code == 403

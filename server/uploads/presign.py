@@ -86,7 +86,6 @@ class Presigner:
         for name, value in (metadata or {}).items():
             fields[f"x-amz-meta-{name}"] = value
         if sha256_b64 is not None:
-            fields["x-amz-checksum-algorithm"] = "SHA256"
             fields["x-amz-checksum-sha256"] = sha256_b64
         conditions: list[Any] = [{name: value} for name, value in fields.items()]
         conditions.append(["content-length-range", min_size, max_size])

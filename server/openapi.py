@@ -157,7 +157,11 @@ def build_schema(
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                # POST /api/v1/session; same-origin requests only (server/session_cookie.py)
+                "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "bp_session"},
+            },
         },
     }
 

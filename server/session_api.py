@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from core.db import tenant_transaction
+from server import openapi as oa
 from server.auth import AuthError
 from server.permissions import authenticate, bearer_token, verify_bearer
 from server.session_cookie import (
@@ -100,3 +101,107 @@ def routes() -> list[BaseRoute]:
         Route("/api/v1/session", end_session, methods=["DELETE"]),
         Route("/api/v1/me", me, methods=["GET"]),
     ]
+
+
+def _document() -> None:
+    session_cookie = {
+        "Set-Cookie": {
+            "description": f"`{COOKIE_NAME}=<opaque id>; HttpOnly; SameSite=Strict; Path=/; Max-Age=<token "
+            f"lifetime>` "
+            "(`Secure` when the public URL is https)",
+            "schema": {"type": "string"},
+        }
+    }
+    oa.describe(
+        create_session,
+        "post",
+        {
+            "tags": ["session"],
+            "summary": "Trade a bearer token for a session cookie (one origin)",
+            "description": "For stock Uppy 6 in Companion mode, which sends no headers. The cookie is "
+            "accepted "
+            "on /s3/* and /api/v1/* only when the request's Origin (or Referer) is the public origin (403 "
+            "otherwise), and expires with the token (401 after).",
+            "operationId": "createSession",
+            "security": oa.BEARER,
+            "responses": {
+                "201": {
+                    **oa.json_response(
+                        {
+                            "type": "object",
+                            "required": ["user_id", "tenant_id", "role", "expires_at"],
+                            "properties": {
+                                "user_id": UUID,
+                                "tenant_id": UUID,
+                                "role": {"type": "string", "enum": ["admin", "field_worker", "investor"]},
+                                "expires_at": {"type": "string", "format": "date-time"},
+                            },
+                        },
+                        "Session opened",
+                    ),
+                    "headers": session_cookie,
+                },
+                **oa.errors(401, 429),
+            },
+        },
+    )
+    oa.describe(
+        end_session,
+        "delete",
+        {
+            "tags": ["session"],
+            "summary": "End the session (logout)",
+            "operationId": "endSession",
+            "security": [{"sessionCookie": []}],
+            "responses": {"204": {"description": "Ended; the cookie is cleared"}, **oa.errors(401, 403, 429)},
+        },
+    )
+    oa.describe(
+        me,
+        "get",
+        {
+            "tags": ["session"],
+            "summary": "Who am I: user, role, tenant and the projects I may read, by name",
+            "operationId": "getMe",
+            "security": [*oa.BEARER, {"sessionCookie": []}],
+            "responses": {
+                "200": oa.json_response(
+                    {
+                        "type": "object",
+                        "required": ["user", "role", "tenant", "projects", "can_upload"],
+                        "properties": {
+                            "user": {
+                                "type": "object",
+                                "required": ["id", "email"],
+                                "properties": {
+                                    "id": UUID,
+                                    "email": {"type": "string"},
+                                    "locale": {"type": "string", "nullable": True},
+                                },
+                            },
+                            "role": {"type": "string", "enum": ["admin", "field_worker", "investor"]},
+                            "tenant": {
+                                "type": "object",
+                                "required": ["id"],
+                                "properties": {"id": UUID, "name": {"type": "string", "nullable": True}},
+                            },
+                            "projects": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["id", "name"],
+                                    "properties": {"id": UUID, "name": {"type": "string"}},
+                                },
+                            },
+                            "can_upload": {"type": "boolean"},
+                        },
+                    }
+                ),
+                **oa.errors(401, 403, 429),
+            },
+        },
+    )
+
+
+UUID = {"type": "string", "format": "uuid"}
+_document()

@@ -7,7 +7,7 @@ from typing import Any
 from core.status import UploadStatus
 from server import openapi as oa
 from server.openapi import BEARER, errors, json_body, json_response, path_param, query_param
-from server.uploads import companion, native, originals, status
+from server.uploads import companion, native, originals, sign, status
 
 UUID = {"type": "string", "format": "uuid"}
 SHA256 = {
@@ -450,5 +450,79 @@ def document() -> None:
             "security": BEARER,
             "parameters": [path_param("upload_id")],
             "responses": {"204": {"description": "Deleted"}, **errors(401, 403, 404, 429)},
+        },
+    )
+    _document_sign()
+
+
+SIGN_METADATA = {
+    "type": "object",
+    "required": ["projectId", "name"],
+    "properties": {
+        "projectId": UUID,
+        "name": {"type": "string", "minLength": 1, "maxLength": 255},
+        "size": {"type": "integer", "minimum": 1},
+        "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+        "type": {"type": "string", "maxLength": 255, "description": "MIME type (else `contentType`)"},
+    },
+    "additionalProperties": {"type": "string", "maxLength": 1024},
+    "maxProperties": 32,
+}
+
+
+def _document_sign() -> None:
+    oa.describe(
+        sign.sign_request,
+        "post",
+        {
+            "tags": TAGS,
+            "summary": "Presign one S3 request for stock @uppy/aws-s3 6 (`signRequest`)",
+            "description": "Body: Uppy's PresignableRequest plus the `metadata` the app's sign function "
+            "adds. "
+            "`PUT` without `uploadId` → an S3 POST policy (`url` + `fields`, the rules of /s3/params); "
+            "`POST` without `uploadId` → the upload row, its tenant `key` and the signed `?uploads` URL; "
+            "with "
+            "`uploadId`: `PUT` + `partNumber` (UploadPart, Content-Length signed when the size was "
+            "declared), "
+            "`GET` (ListParts), `POST` (CompleteMultipartUpload; the upload moves on when S3's ObjectCreated "
+            "event arrives), `DELETE` (AbortMultipartUpload; the upload fails with `aborted`). A key and "
+            "UploadId "
+            "must be one of the caller's uploads (404 otherwise); the first request carrying an UploadId "
+            "binds "
+            "it after S3 lists that upload for the key.",
+            "operationId": "s3Sign",
+            "security": BEARER,
+            "requestBody": json_body(
+                {
+                    "type": "object",
+                    "required": ["method", "key"],
+                    "properties": {
+                        "method": {"type": "string", "enum": ["PUT", "POST", "GET", "DELETE"]},
+                        "key": {"type": "string", "minLength": 1, "maxLength": 1024},
+                        "uploadId": {"type": "string", "minLength": 1, "maxLength": 1024},
+                        "partNumber": {"type": "integer", "minimum": 1, "maximum": 10000},
+                        "contentType": {"type": "string", "maxLength": 255},
+                        "expiresIn": {"type": "integer", "minimum": 1},
+                        "metadata": SIGN_METADATA,
+                    },
+                }
+            ),
+            "responses": {
+                "200": json_response(
+                    {
+                        "type": "object",
+                        "required": ["url"],
+                        "properties": {
+                            "url": {"type": "string"},
+                            "key": {"type": "string"},
+                            "fields": {"type": "object", "additionalProperties": {"type": "string"}},
+                            "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                            "id": UUID,
+                        },
+                    },
+                    "Uppy's PresignedResponse",
+                ),
+                **errors(400, 401, 403, 404, 409, 413, 415, 429),
+            },
         },
     )

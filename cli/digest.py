@@ -45,7 +45,7 @@ async def send_day(settings: Settings, day: date, *, force: bool) -> dict[str, i
         pool = await create_pool(settings.database_url, min_size=1, max_size=4)
     except DatabaseUnavailable as exc:
         raise CommandError(f"cannot reach the database: {exc}") from exc
-    redis = redis_client.connect(settings.redis_url)
+    redis = redis_client.connect(settings.redis_url, cluster=settings.redis_cluster)
     sender = sender_for(settings)
     try:
         service = DigestService(pool, redis, sender, S3Presigner.from_settings(settings), settings)

@@ -189,6 +189,11 @@ class Settings:
         None,
         "Redis AUTH token (ElastiCache; from Secrets Manager at run time), added to REDIS_URL",
     )
+    redis_cluster: bool = _setting(
+        _bool,
+        False,
+        "REDIS_URL is one node of a Redis Cluster (Cluster clients, sharded PUB/SUB)",
+    )
     aws_endpoint_url: str | None = _setting(
         _url("http", "https"),
         None,

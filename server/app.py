@@ -112,7 +112,7 @@ def create_app(settings: Settings, *, run_components: bool = True) -> Starlette:
                 settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
             )
             stack.push_async_callback(app.state.pool.close)
-            app.state.redis = redis_client.connect(settings.redis_url)
+            app.state.redis = redis_client.connect(settings.redis_url, cluster=settings.redis_cluster)
             stack.push_async_callback(app.state.redis.aclose)
             app.state.status_cache = StatusCache(app.state.redis, settings.status_cache_ttl_seconds)
             app.state.aws = aioboto3.Session()

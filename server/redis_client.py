@@ -4,18 +4,26 @@ A restarted Redis leaves every pooled connection dead; without retries the first
 on each fails. This client retries connection errors and timeouts three times with a short
 backoff, within bounded socket timeouts. Its pool waits (up to 5 s) for a free connection
 instead of failing when many requests are in flight. (The real-time broker manages its own
-connections: it must notice a break to tell clients, so it does not retry.)"""
+connections: it must notice a break to tell clients, so it does not retry.)
+
+With ``cluster=True`` (``BUILDPEER_REDIS_CLUSTER``) the URL names one node of a Redis Cluster
+and the client is redis-py's asyncio ``RedisCluster``: it learns the slot map from that node,
+follows ``MOVED`` / ``ASK`` and refreshes the map after a failover. It refuses a command whose
+keys span slots, so every key used together shares a hash tag (``{...}``; see the callers)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 
 MAX_CONNECTIONS = 200
+# What every Redis user accepts: a single Redis or a Cluster client.
+RedisClient = Redis | RedisCluster
 
 
 class _Pool(BlockingConnectionPool):
@@ -39,7 +47,9 @@ class _Pool(BlockingConnectionPool):
         return await super().get_connection()
 
 
-def connect(url: str) -> Redis:
+def connect(url: str, *, cluster: bool = False) -> RedisClient:
+    if cluster:
+        return connect_cluster(url)
     pool = _Pool.from_url(
         url,
         max_connections=MAX_CONNECTIONS,
@@ -51,3 +61,16 @@ def connect(url: str) -> Redis:
         retry_on_error=[ConnectionError, TimeoutError],
     )
     return Redis.from_pool(pool)  # the client owns the pool and closes it
+
+
+def connect_cluster(url: str, *, retries: int = 3) -> RedisCluster:
+    """A Cluster client seeded from the node at ``url`` (its password and TLS apply to all)."""
+    return RedisCluster.from_url(
+        url,
+        max_connections=MAX_CONNECTIONS,
+        socket_timeout=5,
+        socket_connect_timeout=2,
+        health_check_interval=30,
+        # connection errors, timeouts, ClusterDown: retried, each retry on a fresh slot map
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
+    )

@@ -1,7 +1,9 @@
 """Upload status in Redis (30 s TTL): read-through on a miss, write-through on change.
 
-Key: ``bp:upload:{tenant_id}:{upload_id}`` → the JSON of :func:`core.upload_view.upload_document`.
-Tenant in the key, so one tenant's id never reads another tenant's entry.
+Key: ``bp:upload:<tenant_id>:{<upload_id>}`` → the JSON of :func:`core.upload_view.upload_document`.
+Tenant in the key, so one tenant's id never reads another tenant's entry. The upload id is the
+key's hash tag (``{...}``): the status route's ``MGET`` of the document and the caller's read
+right (``server.uploads.status.access_key``, same tag) stays in one Redis Cluster slot.
 
 Writes are versioned: a document never replaces a cached one of a higher ``version`` (writers
 that raced — the API after its commit, the events consumer inside its transaction, a polling
@@ -19,8 +21,9 @@ import uuid
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from server.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 WARN_EVERY_SECONDS = 10.0
@@ -41,11 +44,11 @@ return 1
 
 
 def cache_key(tenant_id: uuid.UUID | str, upload_id: uuid.UUID | str) -> str:
-    return f"bp:upload:{tenant_id}:{upload_id}"
+    return f"bp:upload:{tenant_id}:{{{upload_id}}}"
 
 
 class StatusCache:
-    def __init__(self, redis: Redis, ttl_seconds: int = 30) -> None:
+    def __init__(self, redis: RedisClient, ttl_seconds: int = 30) -> None:
         self.redis = redis
         self.ttl = ttl_seconds
         self._last_warning = 0.0

@@ -25,6 +25,7 @@ from core.settings import Settings
 from devstack.clamd import PROJECT_TEST_DATABASE, EmbeddedClamd
 from devstack.ephemeral import EphemeralServices, ephemeral_services
 from devstack.process import free_port, wait_until
+from devstack.redis_cluster import RedisCluster
 from server import admin, redis_client
 from server.app import create_app
 from server.auth import mint_token
@@ -78,6 +79,14 @@ async def running_worker(settings: Settings, **options: Any) -> AsyncIterator[An
     finally:
         stop.set()
         await asyncio.wait_for(task, 90)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A real six-process Redis Cluster (3 masters, 3 replicas, Debian's redis-server) for the
+    session; ``settings.replace(redis_url=redis_cluster.url, redis_cluster=True)`` uses it."""
+    with RedisCluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -86,11 +86,16 @@ class Broker(Protocol):
     async def presence_stats(self, channel: str) -> PresenceStats: ...
 
 
-def create_broker(url: str, *, history_size: int, history_ttl: int, presence_ttl: int = 60) -> Broker:
+def create_broker(
+    url: str, *, history_size: int, history_ttl: int, presence_ttl: int = 60, cluster: bool = False
+) -> Broker:
+    """``cluster``: the ``redis://`` URL is one node of a Redis Cluster (sharded PUB/SUB)."""
     if url.startswith("memory://"):
         from server.realtime.memory_broker import MemoryBroker
 
         return MemoryBroker(history_size=history_size, history_ttl=history_ttl, presence_ttl=presence_ttl)
     from server.realtime.redis_broker import RedisBroker
 
-    return RedisBroker(url, history_size=history_size, history_ttl=history_ttl, presence_ttl=presence_ttl)
+    return RedisBroker(
+        url, history_size=history_size, history_ttl=history_ttl, presence_ttl=presence_ttl, cluster=cluster
+    )

@@ -37,7 +37,13 @@ def build_node(settings: Settings, *, pool: asyncpg.Pool, verifier: TokenVerifie
     if not url:
         raise RuntimeError("BUILDPEER_REDIS_URL (or BUILDPEER_REALTIME_BROKER_URL) must be set")
     config = RealtimeConfig.from_settings(settings)
-    broker = create_broker(url, history_size=config.history_size, history_ttl=config.history_ttl)
+    broker = create_broker(
+        url,
+        history_size=config.history_size,
+        history_ttl=config.history_ttl,
+        # a separate broker URL is its own Redis; the Cluster setting names REDIS_URL's
+        cluster=settings.redis_cluster and url == settings.redis_url,
+    )
     return Node(
         broker=broker,
         pool=pool,

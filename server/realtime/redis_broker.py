@@ -1,14 +1,22 @@
 """Redis broker: history in Redis Streams, live fan-out through PUB/SUB.
 
-Per channel: a stream ``bp:rt:h:{channel}`` (entry id ``0-{offset}``, trimmed with
-``MAXLEN ~``, expiring after the history TTL) and a meta hash ``bp:rt:m:{channel}`` with
-the last offset ``s`` and the epoch ``e``. The meta hash outlives the stream; when it is
+Per channel: a stream ``bp:rt:{<channel>}:h`` (entry id ``0-{offset}``, trimmed with
+``MAXLEN ~``, expiring after the history TTL) and a meta hash ``bp:rt:{<channel>}:m`` with
+the last offset ``s`` and the epoch ``e``. The channel is the hash tag of all its keys (and
+of its PUB/SUB channel ``bp:rt:{<channel>}:p`` and presence keys), so on a Redis Cluster a
+channel's script and pipelines run in one slot. The meta hash outlives the stream; when it is
 lost (expiry, flush, a Redis restart without persistence) the next publish or read makes a
 new epoch, so a client's old position is known to be unrecoverable.
 
 Publishing is one Lua script: increment the offset, append, trim, refresh TTLs and
-PUBLISH a msgpack ``[offset, epoch, payload]`` to ``bp:rt:p:{channel}``. The order on
+PUBLISH a msgpack ``[offset, epoch, payload]`` to ``bp:rt:{<channel>}:p``. The order on
 PUB/SUB is therefore the order of offsets.
+
+With ``cluster=True`` (``BUILDPEER_REDIS_CLUSTER``) commands go through redis-py's
+``RedisCluster`` and the script ``SPUBLISH``es instead (sharded PUB/SUB: the message stays
+in the channel's shard); the live feed is :class:`server.realtime.redis_shards.ShardedSubscriber`
+(one connection per shard master, following slot moves and failovers). Control messages
+use the shard channel ``bp:rt:{control}``.
 
 One PUB/SUB connection per instance, owned by a reader task. When it breaks, the task
 reconnects with capped exponential backoff, resubscribes every channel and calls
@@ -27,6 +35,7 @@ from typing import Any
 import msgpack
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -40,11 +49,14 @@ from server.realtime.broker import (
     Publication,
     StreamPosition,
 )
+from server.realtime.redis_shards import ShardedSubscriber
+from server.redis_client import connect_cluster
 
 log = logging.getLogger(__name__)
 
 PREFIX = "bp:rt:"
 CONTROL_CHANNEL = PREFIX + "control"
+CLUSTER_CONTROL_CHANNEL = PREFIX + "{control}"  # a shard channel: every instance reads its shard
 META_TTL_SECONDS = 7 * 86400
 SUBSCRIBE_TIMEOUT = 5.0
 POOL_CONNECTIONS = 100
@@ -61,7 +73,7 @@ local offset = redis.call('hincrby', KEYS[2], 's', 1)
 redis.call('xadd', KEYS[1], 'MAXLEN', '~', ARGV[2], '0-' .. offset, 'p', ARGV[1])
 redis.call('expire', KEYS[1], ARGV[3])
 redis.call('expire', KEYS[2], ARGV[4])
-redis.call('publish', ARGV[6], cmsgpack.pack({offset, epoch, ARGV[1]}))
+redis.call(ARGV[7], ARGV[6], cmsgpack.pack({offset, epoch, ARGV[1]}))
 return {offset, epoch}
 """
 
@@ -99,7 +111,15 @@ return {offset, epoch, entries}
 
 
 def _keys(channel: str) -> tuple[str, str, str]:
-    return PREFIX + "h:" + channel, PREFIX + "m:" + channel, PREFIX + "p:" + channel
+    tagged = PREFIX + "{" + channel + "}:"
+    return tagged + "h", tagged + "m", tagged + "p"
+
+
+def _channel_of(pubsub_key: str) -> str | None:
+    """The broker channel of a PUB/SUB key ``bp:rt:{<channel>}:p``."""
+    if pubsub_key.startswith(PREFIX + "{") and pubsub_key.endswith("}:p"):
+        return pubsub_key[len(PREFIX) + 1 : -3]
+    return None
 
 
 def _text(value: Any) -> str:
@@ -132,8 +152,10 @@ class RedisBroker:
         history_ttl: int,
         presence_ttl: int = 60,
         idle_ping_seconds: float = 5.0,
+        cluster: bool = False,
     ) -> None:
         self.url = url
+        self.cluster = cluster
         self.history_size = history_size
         self.history_ttl = history_ttl
         self.presence_ttl = presence_ttl
@@ -150,7 +172,23 @@ class RedisBroker:
             socket_connect_timeout=2,
             socket_timeout=5,
         )
-        self.redis = Redis(connection_pool=self._pool)
+        self.redis: Redis | RedisCluster = Redis(connection_pool=self._pool)
+        self._shards: ShardedSubscriber | None = None
+        self._control_channel = CONTROL_CHANNEL
+        self._publish_command = "publish"
+        if cluster:
+            # Retries follow a failover (each on a fresh slot map); the live feed, which
+            # must notice breaks, is the sharded subscriber below.
+            self.redis = connect_cluster(url, retries=3)
+            self._shards = ShardedSubscriber(
+                self.redis,
+                url,
+                on_message=self._deliver,
+                on_rehomed=self._rehomed,
+                idle_ping_seconds=idle_ping_seconds,
+            )
+            self._control_channel = CLUSTER_CONTROL_CHANNEL
+            self._publish_command = "spublish"
         self._publish_script = self.redis.register_script(_PUBLISH)
         self._history_script = self.redis.register_script(_HISTORY)
         self._channels: set[str] = set()  # live subscriptions wanted by this instance
@@ -163,7 +201,7 @@ class RedisBroker:
         self._on_resubscribed: OnResubscribed | None = None
         self._on_control: OnControl | None = None
         self._closing = False
-        self.connected = asyncio.Event()
+        self.connected = asyncio.Event() if self._shards is None else self._shards.connected
         self.reconnects = 0
 
     # --- lifecycle ---
@@ -177,6 +215,9 @@ class RedisBroker:
         self._on_publication = on_publication
         self._on_resubscribed = on_resubscribed
         self._on_control = on_control
+        if self._shards is not None:
+            await self._shards.start(self._control_channel)
+            return
         self._reader = asyncio.create_task(self._read_forever(), name="redis-broker-pubsub")
         try:  # start serving even when Redis is down; the reader keeps trying
             await asyncio.wait_for(self.connected.wait(), 5)
@@ -189,6 +230,8 @@ class RedisBroker:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._shards is not None:
+            await self._shards.stop()
         await asyncio.shield(_aclose(self.redis))
         await asyncio.shield(self._pool.disconnect())
 
@@ -245,29 +288,34 @@ class RedisBroker:
             last_seen = now
             kind = message.get("type")
             if kind == "message":
-                self._deliver(message)
+                self._deliver(_text(message["channel"]), message["data"])
             elif kind == "subscribe":
                 for fut in self._waiters.pop(_text(message["channel"]), []):
                     if not fut.done():
                         fut.set_result(None)
 
-    def _deliver(self, message: dict[str, Any]) -> None:
-        channel_key = _text(message["channel"])
-        if channel_key == CONTROL_CHANNEL:
+    def _deliver(self, channel_key: str, data: Any) -> None:
+        if channel_key == self._control_channel:
             if self._on_control is not None:
-                data = message["data"]
                 self._on_control(data if isinstance(data, bytes) else str(data).encode())
             return
-        if not channel_key.startswith(PREFIX + "p:") or self._on_publication is None:
+        channel = _channel_of(channel_key)
+        if channel is None or self._on_publication is None:
             return
         try:
-            offset, epoch, payload = msgpack.unpackb(message["data"], raw=True)
+            offset, epoch, payload = msgpack.unpackb(data, raw=True)
             data, key = _unpack_payload(payload)
             pub = Publication(int(offset), _text(epoch), data, key)
         except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
             log.error("realtime broker: undecodable publication on %s: %s", channel_key, exc)
             return
-        self._on_publication(channel_key[len(PREFIX) + 2 :], pub)
+        self._on_publication(channel, pub)
+
+    async def _rehomed(self) -> None:
+        """The sharded feed moved (failover, slot move, lost connection) and is back."""
+        self.reconnects += 1
+        if self._on_resubscribed is not None:
+            await self._on_resubscribed()
 
     def _spawn_resubscribed(self) -> None:
         if self._on_resubscribed is None:
@@ -293,6 +341,9 @@ class RedisBroker:
 
     async def subscribe(self, channel: str) -> None:
         key = _keys(channel)[2]
+        if self._shards is not None:
+            await self._shards.subscribe(key)
+            return
         async with self._lock:
             pubsub = self._pubsub
             if pubsub is None:
@@ -308,6 +359,9 @@ class RedisBroker:
                 raise BrokerUnavailable(f"subscribe failed: {exc}") from exc
 
     async def unsubscribe(self, channel: str) -> None:
+        if self._shards is not None:
+            await self._shards.unsubscribe(_keys(channel)[2])
+            return
         async with self._lock:
             self._channels.discard(channel)
             pubsub = self._pubsub
@@ -319,7 +373,10 @@ class RedisBroker:
 
     async def publish_control(self, data: bytes) -> None:
         try:
-            await self.redis.publish(CONTROL_CHANNEL, data)
+            if self.cluster:
+                await self.redis.spublish(self._control_channel, data)
+            else:
+                await self.redis.publish(self._control_channel, data)
         except (RedisError, OSError) as exc:
             await self._drop_idle_connections()
             raise BrokerUnavailable(f"control publish failed: {exc}") from exc
@@ -338,6 +395,7 @@ class RedisBroker:
                     max(META_TTL_SECONDS, self.history_ttl),
                     uuid.uuid4().hex[:8],
                     pub,
+                    self._publish_command,
                 ],
             )
         except (RedisError, OSError) as exc:
@@ -346,6 +404,8 @@ class RedisBroker:
         return StreamPosition(int(offset), _text(epoch))
 
     async def _drop_idle_connections(self) -> None:
+        if self.cluster:
+            return  # the Cluster client replaces broken node connections itself
         try:
             await self._pool.disconnect(inuse_connections=False)
         except (RedisError, OSError) as exc:
@@ -379,7 +439,8 @@ class RedisBroker:
     # --- presence ---
 
     def _presence_keys(self, channel: str) -> tuple[str, str]:
-        return PREFIX + "pz:" + channel, PREFIX + "ph:" + channel
+        tagged = PREFIX + "{" + channel + "}:"  # one slot: the presence pipelines are transactions
+        return tagged + "pz", tagged + "ph"
 
     async def add_presence(self, channel: str, client_id: str, user_id: str) -> None:
         zkey, hkey = self._presence_keys(channel)

@@ -18,13 +18,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
-
 from core.events import Event, EventType
 from core.publish import EventPublisher
 from core.status import UploadStatus
 from core.upload_view import upload_document
 from server import metrics
+from server.redis_client import RedisClient
 from server.status_cache import StatusCache
 
 PROGRESS_INTERVAL_MS = 1000
@@ -38,7 +37,7 @@ class ProgressThrottle:
     """At most one ``upload.progress`` event per upload per interval, across every server
     instance (Redis ``SET NX PX``). Never applied to status changes."""
 
-    def __init__(self, redis: Redis, interval_ms: int = PROGRESS_INTERVAL_MS) -> None:
+    def __init__(self, redis: RedisClient, interval_ms: int = PROGRESS_INTERVAL_MS) -> None:
         self.redis = redis
         self.interval_ms = interval_ms
 

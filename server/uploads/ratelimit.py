@@ -16,12 +16,12 @@ import logging
 import time
 
 import orjson
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.settings import Settings
 from server.auth import AuthError, TokenVerifier
+from server.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 WINDOW_SECONDS = 60
@@ -29,7 +29,9 @@ EXEMPT_PATHS = frozenset({"/health"})
 
 
 def window_key(kind: str, ident: str, window: int) -> str:
-    return f"bp:rl:{kind}:{ident}:{window}"
+    # one hash tag per counted identity (a tenant's or an IP's windows share a Cluster slot);
+    # the pipeline is not a transaction, so a Cluster client sends each key to its own node
+    return f"bp:rl:{{{kind}:{ident}}}:{window}"
 
 
 class RateLimitMiddleware:
@@ -42,7 +44,7 @@ class RateLimitMiddleware:
             return
         state = scope["app"].state
         settings: Settings = state.settings
-        redis: Redis | None = getattr(state, "redis", None)
+        redis: RedisClient | None = getattr(state, "redis", None)
         checks: list[tuple[str, str, int]] = []
         if settings.rate_limit_ip_per_minute and scope.get("client"):
             checks.append(("ip", scope["client"][0], settings.rate_limit_ip_per_minute))
@@ -71,7 +73,7 @@ async def _tenant(scope: Scope, verifier: TokenVerifier) -> str | None:
     return None
 
 
-async def _over_limit(redis: Redis, checks: list[tuple[str, str, int]]) -> int:
+async def _over_limit(redis: RedisClient, checks: list[tuple[str, str, int]]) -> int:
     """Count this request in each window; seconds until the window ends when over."""
     now = time.time()
     window = int(now // WINDOW_SECONDS)

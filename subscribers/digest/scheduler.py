@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from subscribers.digest.service import DigestService
 
@@ -41,7 +42,7 @@ class DigestScheduler:
     def __init__(
         self,
         service: DigestService,
-        redis: Redis,
+        redis: Redis | RedisCluster,  # one key per command and script: any slot
         *,
         interval: float = 60.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),

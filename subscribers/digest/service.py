@@ -25,6 +25,7 @@ import asyncpg
 import boto3
 from botocore.config import Config
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from core.db import all_tenant_ids, tenant_transaction
 from core.metrics import NOTIFICATIONS
@@ -89,7 +90,7 @@ class DigestService:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        redis: Redis,
+        redis: Redis | RedisCluster,  # one key per command and script: any slot
         sender: EmailSender,
         presign: Presigner,
         settings: Settings,

@@ -1,5 +1,6 @@
 """The broker contract (``server.realtime.broker.Broker``), one suite run against both
-implementations: ``memory://`` and ``redis://`` (the stack's Redis)."""
+implementations: ``memory://``, ``redis://`` (the stack's Redis) and ``redis://`` on a real
+six-process Redis Cluster (sharded PUB/SUB)."""
 
 from __future__ import annotations
 
@@ -46,10 +47,16 @@ class Feed:
             pytest.fail(f"broker never delivered {what}")
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def broker(request: Any, stack: Any) -> AsyncIterator[tuple[Broker, Feed]]:
-    url = "memory://" if request.param == "memory" else stack.settings.redis_url
-    instance = create_broker(url, history_size=HISTORY, history_ttl=60, presence_ttl=60)
+    cluster = request.param == "cluster"
+    if request.param == "memory":
+        url = "memory://"
+    elif cluster:
+        url = request.getfixturevalue("redis_cluster").url
+    else:
+        url = stack.settings.redis_url
+    instance = create_broker(url, history_size=HISTORY, history_ttl=60, presence_ttl=60, cluster=cluster)
     feed = Feed()
     await instance.start(feed.on_publication, feed.on_resubscribed, feed.on_control)
     yield instance, feed

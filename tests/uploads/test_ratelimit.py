@@ -118,7 +118,7 @@ async def test_a_forged_forwarded_for_from_outside_the_chain_is_ignored(
         rate_limit_ip_per_minute=2, rate_limit_tenant_per_minute=0, trusted_proxies=("10.0.0.0/16",)
     )
     server = live_server(settings_override=limited)
-    async for key in redis.scan_iter(match="bp:rl:ip:127.0.0.1:*"):
+    async for key in redis.scan_iter(match="bp:rl:{ip:127.0.0.1}:*"):
         await redis.delete(key)
     url = f"{server.url}/openapi.json"
     await asyncio.to_thread(_fresh_window)

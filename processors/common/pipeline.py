@@ -103,9 +103,13 @@ def process_record(
         except Rejected as exc:
             outcome = StepOutcome.failed(exc.reason, exc.message)
         except Exception as exc:
-            if originals.is_missing(exc) and claim.upload.status == UploadStatus.FAILED:
-                # the original of a failed upload was deleted meanwhile: nothing left to read
-                outcome = StepOutcome(state="skipped", result={"skipped": "original deleted (upload failed)"})
+            gone = originals.is_missing(exc) and runtime.run(
+                store.current_status(runtime.pool, ref.tenant_id, ref.upload_id)
+            ) in (UploadStatus.FAILED, UploadStatus.DELETED, None)
+            if gone:
+                # the upload failed or was deleted meanwhile and its original with it: nothing
+                # left to read, and nothing to retry
+                outcome = StepOutcome(state="skipped", result={"skipped": "original deleted"})
             else:
                 span.record_exception(exc)
                 runtime.run(store.release(runtime.pool, ref, processor, f"{type(exc).__name__}: {exc}"))

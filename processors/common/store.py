@@ -394,6 +394,15 @@ async def sweep_stuck(pool: asyncpg.Pool, tenant_id: uuid.UUID, timeout_seconds:
     return events
 
 
+async def current_status(
+    pool: asyncpg.Pool, tenant_id: uuid.UUID, upload_id: uuid.UUID
+) -> UploadStatus | None:
+    """The upload's status now (None when the row is gone)."""
+    async with tenant_transaction(pool, tenant_id, readonly=True) as conn:
+        status = await conn.fetchval("SELECT status FROM uploads WHERE upload_id = $1", upload_id)
+    return UploadStatus(status) if status is not None else None
+
+
 async def failed_original(pool: asyncpg.Pool, tenant_id: uuid.UUID, upload_id: uuid.UUID) -> UploadRow | None:
     """The upload, when it is ``failed`` with its scan final: its original is to be deleted
     (the dead-letter handler and the sweeper ask after failing an upload)."""

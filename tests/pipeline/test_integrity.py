@@ -10,20 +10,27 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 
 from core import quarantine
 from core.db import tenant_transaction
 from core.events import EventType
 from core.metrics import OVERWRITES_REJECTED
-from core.resources import PROCESSORS
+from processors.common.pipeline import process_record
+from processors.document.handler import work as document_work
+from processors.image.handler import work as image_work
+from processors.metadata.handler import work as metadata_work
+from processors.scan.handler import work as scan_work
 from server.app import create_app
 from tests.conftest import TenantFixture, _with_lifespan
 from tests.pipeline import samples
-from tests.pipeline.helpers import PipelineStack, UploadRef, create_upload, queue_url, steps, wait_status
+from tests.pipeline.helpers import PipelineStack, UploadRef, create_upload, steps, wait_status
 
 FINAL = {"ready", "failed", "quarantined"}
 
@@ -38,22 +45,47 @@ def delete_markers(p: PipelineStack, key: str) -> list[dict[str, object]]:
     return [v for v in listing.get("DeleteMarkers", []) if v["Key"] == key]
 
 
-async def queues_drained(p: PipelineStack, within: float = 90) -> None:
-    """Every processor queue empty, nothing in flight: each processor has handled every event."""
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: float = 90) -> None:
+    """Wait (bounded) until ``check()`` holds."""
     deadline = time.monotonic() + within
-    names = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
-    while True:
-        busy = 0
-        for spec in PROCESSORS:
-            attrs = await asyncio.to_thread(
-                p.sqs.get_queue_attributes, QueueUrl=queue_url(p, spec.name), AttributeNames=list(names)
-            )
-            busy += sum(int(attrs["Attributes"][n]) for n in names)
-        if busy == 0:
-            return
+    while not await check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"{busy} processor messages still queued or in flight")
+            raise AssertionError(f"not within {within:g} s: {what}")
         await asyncio.sleep(0.2)
+
+
+def replayed_event(p: PipelineStack, key: str, put: dict[str, Any]) -> str:
+    """The EventBridge "Object Created" body S3 sends for the object version ``put`` wrote."""
+    return orjson.dumps(
+        {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Object Created",
+            "source": "aws.s3",
+            "detail": {
+                "bucket": {"name": p.settings.bucket},
+                "object": {
+                    "key": key,
+                    "size": 68,
+                    "etag": put["ETag"].strip('"'),
+                    "version-id": put["VersionId"],
+                    "sequencer": "02",
+                },
+            },
+        }
+    ).decode()
+
+
+async def original_deleted(p: PipelineStack, ref: UploadRef) -> None:
+    """A failed upload's original is deleted (every version: nothing of it is kept)."""
+
+    async def gone() -> bool:
+        return versions(p, ref.key) == [] and delete_markers(p, ref.key) == []
+
+    await eventually(gone, "the failed upload's original deleted")
+
+
+WORK = {"scan": scan_work, "metadata": metadata_work, "image": image_work, "document": document_work}
 
 
 async def rejections(pool: asyncpg.Pool, ref: UploadRef) -> list[asyncpg.Record]:
@@ -78,16 +110,24 @@ async def test_replayed_upload_after_ready_is_refused_and_the_scanned_bytes_stay
     pinned = row["scanned_version_id"]
     assert pinned and row["scanned_etag"]
     assert [v["VersionId"] for v in versions(pipeline, ref.key)] == [pinned]
-    await queues_drained(pipeline)
     before = OVERWRITES_REJECTED._value.get()
 
     replay = await asyncio.to_thread(
         pipeline.s3.put_object, Bucket=pipeline.settings.bucket, Key=ref.key, Body=samples.EICAR
     )
     assert replay["VersionId"] != pinned  # moto does not refuse the overwrite: the processors must
-    await queues_drained(pipeline)
 
-    assert [v["VersionId"] for v in versions(pipeline, ref.key)] == [pinned], "the newer version is gone"
+    async def refused() -> bool:
+        gone = [v["VersionId"] for v in versions(pipeline, ref.key)] == [pinned]
+        return gone and len(await rejections(pool, ref)) == 1
+
+    await eventually(refused, "the newer version deleted and its refusal recorded")
+    # every processor gets the event (and SQS may deliver it again): each refuses it, the
+    # record and the count stay one
+    body = replayed_event(pipeline, ref.key, replay)
+    for name, work in WORK.items():
+        outcome = await asyncio.to_thread(process_record, pipeline.worker.runtime, body, name, work)
+        assert outcome == "overwrite_rejected", name
     assert delete_markers(pipeline, ref.key) == []
     served = pipeline.s3.get_object(Bucket=pipeline.settings.bucket, Key=ref.key)
     assert served["VersionId"] == pinned
@@ -129,8 +169,11 @@ async def test_overwrite_audit_rows_are_tenant_scoped(
     await asyncio.to_thread(
         pipeline.s3.put_object, Bucket=pipeline.settings.bucket, Key=ref.key, Body=b"otra"
     )
-    await queues_drained(pipeline)
-    assert len(await rejections(pool, ref)) == 1
+
+    async def recorded() -> bool:
+        return len(await rejections(pool, ref)) == 1
+
+    await eventually(recorded, "the refusal recorded")
     async with tenant_transaction(pool, other_tenant.tenant_id) as conn:
         assert await conn.fetchval("SELECT count(*) FROM overwrite_rejections") == 0
         assert (
@@ -194,8 +237,7 @@ async def test_declared_sha256_mismatch_fails_and_the_original_is_deleted(
     assert row["sha256"] == hashlib.sha256(data).hexdigest()
     events = await pipeline.events.for_upload(ref.upload_id, until={"upload.failed"})
     assert [e.data["reason"] for e in events if e.type == EventType.UPLOAD_FAILED] == ["checksum_mismatch"]
-    await queues_drained(pipeline)
-    assert versions(pipeline, ref.key) == [], "a failed upload's original is deleted"
+    await original_deleted(pipeline, ref)
 
 
 async def test_declared_size_other_than_stored_fails_with_size_mismatch(
@@ -218,8 +260,7 @@ async def test_declared_size_other_than_stored_fails_with_size_mismatch(
     assert row["size_bytes"] == 1_000_198
     assert row["metadata"]["declared_size"] == 1000
     assert (await steps(pool, ref))["metadata"]["reason_code"] == "size_mismatch"
-    await queues_drained(pipeline)
-    assert versions(pipeline, ref.key) == []
+    await original_deleted(pipeline, ref)
 
 
 async def test_declared_size_equal_to_stored_is_recorded(
@@ -248,8 +289,7 @@ async def test_document_nested_past_clamd_limits_fails_with_a_reason(
     assert (row["status"], row["reason_code"]) == ("failed", "scan_limit_exceeded")
     scan = (await steps(pool, ref))["scan"]
     assert scan["result"]["alert"].startswith("Heuristics.Limits.Exceeded")
-    await queues_drained(pipeline)
-    assert versions(pipeline, ref.key) == []
+    await original_deleted(pipeline, ref)
 
 
 async def test_shallow_document_is_ready(

@@ -227,6 +227,7 @@ async def _store_without_live_feed(broker: RedisBroker, key: str, n: int) -> Non
             86400,
             "unused",
             "nowhere",
+            "publish",
         ],
     )
 

@@ -163,9 +163,18 @@ class Node:
     # --- sessions (ClientNode) ---
 
     async def verify_token(self, token: str) -> Principal:
+        """The token's principal, held to the user's current role when that is lower (a
+        token minted before the role was lowered does not bring the old role back)."""
         if self._verify_in_thread:  # a JWKS fetch may block
-            return await asyncio.to_thread(self.verifier.verify, token)
-        return self.verifier.verify(token)
+            principal = await asyncio.to_thread(self.verifier.verify, token)
+        else:
+            principal = self.verifier.verify(token)
+        return _held_to(principal, await self._current_role(principal.tenant_id, principal.user_id))
+
+    async def _current_role(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> Role | None:
+        async with tenant_transaction(self.pool, tenant_id, readonly=True) as conn:
+            role = await conn.fetchval("SELECT role FROM users WHERE user_id = $1", user_id)
+        return None if role is None else Role(role)
 
     def connect(self, session: Session) -> None:
         assert session.principal is not None
@@ -529,20 +538,22 @@ class Node:
 
     async def _revalidate_user(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> None:
         try:
-            async with tenant_transaction(self.pool, tenant_id, readonly=True) as conn:
-                role = await conn.fetchval("SELECT role FROM users WHERE user_id = $1", user_id)
+            role = await self._current_role(tenant_id, user_id)
         except (DatabaseUnavailable, asyncpg.PostgresError, OSError) as exc:
             log.warning("realtime: cannot read the user's role, reconnecting their sessions: %s", exc)
-            role = None
+            for session in self.hub.user_clients(tenant_id, user_id):
+                session.disconnect(p.FORCE_RECONNECT)  # fail closed: authorised again on connect
+            return
         for session in self.hub.user_clients(tenant_id, user_id):
             principal = session.principal
             if principal is None or session.closed:
                 continue
-            if role is None:
-                session.disconnect(p.FORCE_RECONNECT)
-                continue
-            current = Role(role)
-            if _RANK[current] < _RANK[principal.role]:  # lowered: holds the lower role from now on
-                principal = replace(principal, role=current)
-                session.principal = principal
+            principal = session.principal = _held_to(principal, role)  # lowered: from now on
             await self.revalidate(session, principal)
+
+
+def _held_to(principal: Principal, role: Role | None) -> Principal:
+    """``principal`` with the user's current ``role`` when it ranks lower than the token's."""
+    if role is None or _RANK[role] >= _RANK[principal.role]:
+        return principal
+    return replace(principal, role=role)

@@ -133,9 +133,16 @@ async def test_a_lowered_role_ends_admin_channels_on_both_servers(
         pool, t.tenant_id, t.users["admin"], "investor", notify=ControlPublisher(channel_broker)
     )
     for client in clients:
-        # The token still says admin: the server holds the session to the lower role.
+        # The token still says admin: the server holds the session to the lower role, and
+        # neither a refresh nor a new connection with that old token brings it back.
         assert await unsubscribed(client, 2) == {tenant: SERVER_UNSUBSCRIBE, other: SERVER_UNSUBSCRIBE}
         assert (await client.call("subscribe", {"channel": tenant}))["error"]["code"] == 103
+        assert "refresh" in await client.call("refresh", {"token": t.tokens["admin"]})
+        assert (await client.call("subscribe", {"channel": tenant}))["error"]["code"] == 103
+    late = await WsClient.open(urls[1])
+    await late.connect(t.tokens["admin"])
+    assert (await late.call("subscribe", {"channel": tenant}))["error"]["code"] == 103
+    await late.close()
     offset = await publish(channel_broker, t.tenant_id, member, b'{"member":1}')
     for client in clients:
         (push,) = await client.publications(1)

@@ -174,3 +174,40 @@ async def test_disconnect_user_reaches_every_server(
     for client in others:
         assert "ping" in await client.call("ping", {})
         await client.close()
+
+
+async def test_stock_sdk_refreshing_to_a_lower_role_is_unsubscribed(rt_server: Any, make_tenant: Any) -> None:
+    """centrifuge-python refreshes its token on its own (``get_token`` before ``ttl``)."""
+    import centrifuge
+
+    server = rt_server(realtime_ping_seconds=60)
+    t = await make_tenant()
+    user = t.users["admin"]
+    short = mint_token(t.settings, user_id=user, tenant_id=t.tenant_id, role="admin", ttl_seconds=3)
+    lower = mint_token(t.settings, user_id=user, tenant_id=t.tenant_id, role="investor")
+    ended: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
+
+    class Events(centrifuge.SubscriptionEventHandler):
+        def __init__(self, channel: str) -> None:
+            self.channel = channel
+
+        async def on_unsubscribed(self, ctx: centrifuge.UnsubscribedContext) -> None:
+            await ended.put((self.channel, ctx.code))
+
+    async def get_token() -> str:
+        return lower
+
+    client = centrifuge.Client(server.ws_url, token=short, get_token=get_token)
+    tenant, member = f"tenant:{t.tenant_id}", f"project:{t.projects[0]}"
+    subs = [client.new_subscription(name, events=Events(name)) for name in (tenant, member)]
+    try:
+        for sub in subs:
+            await sub.subscribe()
+        await client.connect()
+        for sub in subs:
+            await sub.ready(10)
+        assert await asyncio.wait_for(ended.get(), 30) == (tenant, 2000)
+        assert subs[0].state == centrifuge.SubscriptionState.UNSUBSCRIBED
+        assert subs[1].state == centrifuge.SubscriptionState.SUBSCRIBED  # investors read member projects
+    finally:
+        await client.disconnect()

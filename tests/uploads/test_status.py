@@ -3,16 +3,42 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import pytest
 from redis.asyncio import Redis
 
 from core.events import EventType
+from core.settings import Settings
+from server import redis_client
+from server.redis_client import RedisClient
 from server.status_cache import cache_key
 from server.uploads.status import STATUS_DB_READS
 from tests.conftest import TenantFixture
 from tests.uploads.conftest import create_multipart, sign_part
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """Every test here runs on the single Redis and on a real six-process Redis Cluster."""
+    if request.param == "redis":
+        return settings
+    cluster = request.getfixturevalue("redis_cluster")
+    return settings.replace(redis_url=cluster.url, redis_cluster=True)
+
+
+@pytest.fixture
+async def redis(settings: Settings, redis: Redis) -> AsyncIterator[RedisClient]:
+    """The test's side of the Redis the app uses (a Cluster client on the Cluster)."""
+    if not settings.redis_cluster:
+        yield redis
+        return
+    assert settings.redis_url
+    client = redis_client.connect(settings.redis_url, cluster=True)
+    yield client
+    await client.aclose()
 
 
 class CountingPool:
@@ -31,7 +57,7 @@ class CountingPool:
 
 
 async def test_1000_polls_cost_at_most_one_database_read(
-    client: httpx.AsyncClient, tenant: TenantFixture, redis: Redis, app: Any
+    client: httpx.AsyncClient, tenant: TenantFixture, redis: RedisClient, app: Any
 ) -> None:
     h = tenant.auth("investor")  # reads are authorised per project: the right is cached too
     mp = await create_multipart(client, tenant.auth("field_worker"), tenant.projects[0])
@@ -72,7 +98,7 @@ async def test_etag_and_not_modified(client: httpx.AsyncClient, tenant: TenantFi
 
 
 async def test_write_through_without_database_read(
-    client: httpx.AsyncClient, tenant: TenantFixture, redis: Redis
+    client: httpx.AsyncClient, tenant: TenantFixture, redis: RedisClient
 ) -> None:
     h = tenant.auth("field_worker")
     mp = await create_multipart(client, h, tenant.projects[0])

@@ -165,62 +165,193 @@ class Result:
     deliveries_per_s: float
     kib_per_conn: float
     connect_s: float
+    delivered: int = 0
+    expected: int = 0
+
+
+# --- client processes (run as `fanout.py clients ...`): the load generator, spread out ---
+
+
+def run_clients(kind: str, url: str, count: int, token: str, channel: str) -> None:
+    """``count`` clients in this process; commands on stdin, JSON answers on stdout:
+    ``{"expect": k}`` → ``{"armed": true}``, then, once every client has its k publications
+    (or 300 s passed), ``{"done": true, "latencies": [...], "last": <receive time>, "count": n}``."""
+    import uvloop
+
+    uvloop.run(_clients(kind, url, count, token, channel))
+
+
+async def _clients(kind: str, url: str, count: int, token: str, channel: str) -> None:
+    rec = Recorder()
+    ready: asyncio.Queue[None] = asyncio.Queue()
+    last = [0.0]
+    record = rec.record
+
+    def stamped(payload: dict[str, Any]) -> None:
+        record(payload)
+        last[0] = time.time()
+
+    rec.record = stamped  # type: ignore[method-assign]
+    tasks = []
+    connected = 0
+    for i in range(count):
+        if kind == "hub":
+            tasks.append(asyncio.create_task(hub_client(url, token, channel, rec, ready)))
+        else:
+            tasks.append(asyncio.create_task(sio_client(url, rec, ready)))
+        if i % 100 == 99:  # in waves, as reconnect storms are paced by backoff
+            while connected < i - 200:
+                await asyncio.wait_for(ready.get(), 120)
+                connected += 1
+    while connected < count:
+        await asyncio.wait_for(ready.get(), 120)
+        connected += 1
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+
+    def say(message: dict[str, Any]) -> None:
+        sys.stdout.write(orjson.dumps(message).decode() + "\n")
+        sys.stdout.flush()
+
+    say({"ready": True})
+    while line := await reader.readline():
+        command = orjson.loads(line)
+        if "expect" not in command:
+            break
+        rec.reset(count * int(command["expect"]))
+        say({"armed": True})
+        try:
+            await asyncio.wait_for(rec.done.wait(), 300)
+        except TimeoutError:
+            pass
+        latencies = [v for values in rec.latencies.values() for v in values]
+        say({"done": True, "latencies": latencies, "last": last[0], "count": rec.count})
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class ClientProcesses:
+    """The client processes of one measurement, driven over their stdin/stdout."""
+
+    def __init__(self, procs: list[asyncio.subprocess.Process]) -> None:
+        self.procs = procs
+
+    @classmethod
+    async def start(
+        cls, kind: str, url: str, n: int, workers: int, token: str, channel: str
+    ) -> ClientProcesses:
+        counts = [n // workers + (1 if i < n % workers else 0) for i in range(workers)]
+        procs = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(Path(__file__)),
+                "clients",
+                "--kind",
+                kind,
+                "--url",
+                url,
+                "--clients",
+                str(count),
+                "--token",
+                token,
+                "--channel",
+                channel,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                cwd=ROOT,
+                limit=2**28,
+            )
+            for count in counts
+        ]
+        return cls(procs)
+
+    async def _read_all(self, key: str, limit_s: float) -> list[dict[str, Any]]:
+        async def one(proc: asyncio.subprocess.Process) -> dict[str, Any]:
+            assert proc.stdout is not None
+            while True:
+                line = await proc.stdout.readline()
+                if not line:
+                    raise RuntimeError(f"client process exited ({await proc.wait()})")
+                message: dict[str, Any] = orjson.loads(line)
+                if key in message:
+                    return message
+
+        return list(await asyncio.wait_for(asyncio.gather(*(one(p) for p in self.procs)), limit_s))
+
+    async def ready(self) -> None:
+        await self._read_all("ready", 600)
+
+    async def arm(self, expect: int) -> None:
+        for proc in self.procs:
+            assert proc.stdin is not None
+            proc.stdin.write(orjson.dumps({"expect": expect}) + b"\n")
+            await proc.stdin.drain()
+        await self._read_all("armed", 60)
+
+    async def results(self) -> list[dict[str, Any]]:
+        return await self._read_all("done", 360)
+
+    async def stop(self) -> None:
+        for proc in self.procs:
+            if proc.stdin is not None and not proc.stdin.is_closing():
+                proc.stdin.write(b'{"stop": true}\n')
+                proc.stdin.close()
+        for proc in self.procs:
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
 
 
 async def measure(
     name: str,
     pid: int,
     n: int,
-    start_client: Callable[[Recorder, asyncio.Queue[None]], Awaitable[None]],
+    start_clients: Callable[[], Awaitable[ClientProcesses]],
     publish: Callable[[bytes], Awaitable[None]],
     *,
     paced: int,
     burst: int,
 ) -> Result:
-    rec = Recorder()
-    ready: asyncio.Queue[None] = asyncio.Queue()
     await asyncio.sleep(1.0)
     base = rss_kib(pid)
     started = time.perf_counter()
-    tasks = []
-    connected = 0
-    for i in range(n):
-        tasks.append(asyncio.create_task(start_client(rec, ready)))
-        if i % 100 == 99:  # connect in waves, like reconnect storms are paced by backoff
-            while connected < i - 200:
-                await asyncio.wait_for(ready.get(), 120)
-                connected += 1
-    while connected < n:
-        await asyncio.wait_for(ready.get(), 120)
-        connected += 1
-    connect_s = time.perf_counter() - started
-    await asyncio.sleep(2.0)
-    per_conn = (rss_kib(pid) - base) / n
+    clients = await start_clients()
+    try:
+        await clients.ready()
+        connect_s = time.perf_counter() - started
+        await asyncio.sleep(2.0)
+        per_conn = (rss_kib(pid) - base) / n
 
-    rec.reset(n * paced)
-    for i in range(paced):
-        await publish(orjson.dumps({"i": i, "t": time.time(), "pad": "x" * 200}))
-        await asyncio.sleep(0.25)
-    await asyncio.wait_for(rec.done.wait(), 120)
-    latencies = [v for values in rec.latencies.values() for v in values]
+        await clients.arm(paced)
+        for i in range(paced):
+            await publish(orjson.dumps({"i": i, "t": time.time(), "pad": "x" * 200}))
+            await asyncio.sleep(0.25)
+        answers = await clients.results()
+        latencies = [v for a in answers for v in a["latencies"]]
 
-    rec.reset(n * burst)
-    t0 = time.perf_counter()
-    for i in range(burst):
-        await publish(orjson.dumps({"i": i, "t": time.time(), "pad": "x" * 200}))
-    await asyncio.wait_for(rec.done.wait(), 300)
-    elapsed = time.perf_counter() - t0
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+        await clients.arm(burst)
+        t0 = time.time()
+        for i in range(burst):
+            await publish(orjson.dumps({"i": i, "t": time.time(), "pad": "x" * 200}))
+        answers = await clients.results()
+        delivered = sum(int(a["count"]) for a in answers)
+        elapsed = max(float(a["last"]) for a in answers) - t0
+    finally:
+        await clients.stop()
     return Result(
         name,
         n,
         statistics.median(latencies) * 1000,
         pct(latencies, 0.99) * 1000,
-        n * burst / elapsed,
+        delivered / elapsed,
         per_conn,
         connect_s,
+        delivered,
+        n * burst,
     )
 
 
@@ -239,7 +370,7 @@ def wait_port(port: int) -> None:
     wait_until(lambda: port_open(port), 60, f"server on {port}")
 
 
-async def run(settings: Any, n: int, paced: int, burst: int) -> list[Result]:
+async def run(settings: Any, n: int, paced: int, burst: int, workers: int) -> list[Result]:
     from devstack.process import free_port
     from server.realtime.broker import Publication
     from server.realtime.channels import parse_channel
@@ -247,75 +378,74 @@ async def run(settings: Any, n: int, paced: int, burst: int) -> list[Result]:
     from tests.realtime.conftest import settings_env  # BUILDPEER_* for a Settings
 
     results: list[Result] = []
-    if True:
-        bench = await make_tenant(settings)
-        channel = f"project:{bench.project_id}"
-        assert settings.redis_url
-        env = settings_env(settings.replace(realtime_tenant_connection_limit=0))
+    bench = await make_tenant(settings)
+    channel = f"project:{bench.project_id}"
+    assert settings.redis_url
+    env = settings_env(settings.replace(realtime_tenant_connection_limit=0))
 
-        hub_port = free_port()
-        hub = spawn(["serve-hub", "--port", str(hub_port)], env)
-        try:
-            wait_port(hub_port)
-            broker = RedisBroker(settings.redis_url, history_size=300, history_ttl=600)
+    hub_port = free_port()
+    hub = spawn(["serve-hub", "--port", str(hub_port)], env)
+    try:
+        wait_port(hub_port)
+        broker = RedisBroker(settings.redis_url, history_size=300, history_ttl=600)
 
-            def ignore(channel: str, pub: Publication) -> None:
-                return None
+        def ignore(channel: str, pub: Publication) -> None:
+            return None
 
-            async def nothing() -> None:
-                return None
+        async def nothing() -> None:
+            return None
 
-            await broker.start(ignore, nothing)
-            key = parse_channel(channel).broker_name(bench.tenant_id)
+        await broker.start(ignore, nothing)
+        key = parse_channel(channel).broker_name(bench.tenant_id)
 
-            async def hub_publish(data: bytes) -> None:
-                await broker.publish(key, data)
+        async def hub_publish(data: bytes) -> None:
+            await broker.publish(key, data)
 
-            url = f"ws://127.0.0.1:{hub_port}/connection/websocket"
-            token = bench.tokens["investor"]
-            results.append(
-                await measure(
-                    "BuildPeer hub (Centrifugo protocol, Redis Streams + PUB/SUB)",
-                    hub.pid,
-                    n,
-                    lambda rec, ready: hub_client(url, token, channel, rec, ready),
-                    hub_publish,
-                    paced=paced,
-                    burst=burst,
-                )
+        url = f"ws://127.0.0.1:{hub_port}/connection/websocket"
+        token = bench.tokens["investor"]
+        results.append(
+            await measure(
+                "BuildPeer hub (Centrifugo protocol, Redis Streams + PUB/SUB)",
+                hub.pid,
+                n,
+                lambda: ClientProcesses.start("hub", url, n, workers, token, channel),
+                hub_publish,
+                paced=paced,
+                burst=burst,
             )
-            await broker.stop()
-        finally:
-            hub.terminate()
-            hub.wait(30)
+        )
+        await broker.stop()
+    finally:
+        hub.terminate()
+        hub.wait(30)
 
-        import socketio
+    import socketio
 
-        sio_port = free_port()
-        sio = spawn(["serve-sio", "--port", str(sio_port), "--redis", settings.redis_url], {})
-        try:
-            wait_port(sio_port)
-            manager = socketio.AsyncRedisManager(settings.redis_url, write_only=True)
+    sio_port = free_port()
+    sio = spawn(["serve-sio", "--port", str(sio_port), "--redis", settings.redis_url], {})
+    try:
+        wait_port(sio_port)
+        manager = socketio.AsyncRedisManager(settings.redis_url, write_only=True)
 
-            async def sio_publish(data: bytes) -> None:
-                await manager.emit("pub", orjson.loads(data), room="bench")
+        async def sio_publish(data: bytes) -> None:
+            await manager.emit("pub", orjson.loads(data), room="bench")
 
-            url = f"ws://127.0.0.1:{sio_port}/socket.io/?EIO=4&transport=websocket"
-            results.append(
-                await measure(
-                    "python-socketio 5 + AsyncRedisManager",
-                    sio.pid,
-                    n,
-                    lambda rec, ready: sio_client(url, rec, ready),
-                    sio_publish,
-                    paced=paced,
-                    burst=burst,
-                )
+        url = f"ws://127.0.0.1:{sio_port}/socket.io/?EIO=4&transport=websocket"
+        results.append(
+            await measure(
+                "python-socketio 5 + AsyncRedisManager",
+                sio.pid,
+                n,
+                lambda: ClientProcesses.start("sio", url, n, workers, "", ""),
+                sio_publish,
+                paced=paced,
+                burst=burst,
             )
-        finally:
-            sio.terminate()
-            sio.wait(30)
-        await bench.pool.close()
+        )
+    finally:
+        sio.terminate()
+        sio.wait(30)
+    await bench.pool.close()
     return results
 
 
@@ -351,14 +481,24 @@ def report(results: list[Result], command: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("mode", nargs="?", default="bench", choices=["bench", "serve-hub", "serve-sio"])
+    parser.add_argument(
+        "mode", nargs="?", default="bench", choices=["bench", "serve-hub", "serve-sio", "clients"]
+    )
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--redis", default="")
     parser.add_argument("--clients", type=int, default=2000)
     parser.add_argument("--paced", type=int, default=20)
     parser.add_argument("--burst", type=int, default=20)
+    parser.add_argument("--client-procs", type=int, default=3, help="processes holding the clients")
+    parser.add_argument("--kind", default="hub", choices=["hub", "sio"], help=argparse.SUPPRESS)
+    parser.add_argument("--url", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--token", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--channel", default="", help=argparse.SUPPRESS)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
+    if args.mode == "clients":
+        run_clients(args.kind, args.url, args.clients, args.token, args.channel)
+        return
     if args.mode == "serve-hub":
         serve_hub(args.port)
         return
@@ -370,7 +510,7 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     with services() as settings:
-        results = asyncio.run(run(settings, args.clients, args.paced, args.burst))
+        results = asyncio.run(run(settings, args.clients, args.paced, args.burst, args.client_procs))
     command = ".venv/bin/python bench/fanout.py " + " ".join(a for a in sys.argv[1:] if a != "--write")
     section = report(results, command.strip())
     print(section)

@@ -211,3 +211,25 @@ async def test_stock_sdk_refreshing_to_a_lower_role_is_unsubscribed(rt_server: A
         assert subs[1].state == centrifuge.SubscriptionState.SUBSCRIBED  # investors read member projects
     finally:
         await client.disconnect()
+
+
+async def test_membership_and_role_changes_stay_in_their_tenant(make_tenant: Any, pool: Any) -> None:
+    import pytest
+
+    t, other = await make_tenant(), await make_tenant()
+    with pytest.raises(admin.AdminError, match="not a member"):  # another tenant's project
+        await admin.remove_member(pool, other.projects[0], t.users["field_worker"], notify=None)
+    with pytest.raises(admin.AdminError, match="not found"):  # a user of another tenant
+        await admin.set_role(pool, other.tenant_id, t.users["admin"], "investor", notify=None)
+    with pytest.raises(admin.AdminError, match="role must be"):
+        await admin.set_role(pool, t.tenant_id, t.users["admin"], "owner", notify=None)
+    with pytest.raises(admin.AdminError, match="not found"):
+        await admin.remove_member(pool, uuid.uuid4(), t.users["field_worker"], notify=None)
+    await admin.remove_member(pool, t.projects[0], t.users["field_worker"], notify=None)
+    with pytest.raises(admin.AdminError, match="not a member"):  # twice
+        await admin.remove_member(pool, t.projects[0], t.users["field_worker"], notify=None)
+    from core.db import tenant_transaction
+
+    async with tenant_transaction(pool, t.tenant_id, readonly=True) as conn:
+        role = await conn.fetchval("SELECT role FROM users WHERE user_id = $1", t.users["admin"])
+    assert role == "admin"  # nothing changed by the attempts from the other tenant

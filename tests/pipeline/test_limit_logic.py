@@ -12,6 +12,8 @@ import re
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -118,7 +120,7 @@ def test_sandbox_stops_ocr_past_the_page_limit_and_leaves_no_tesseract(tmp_path:
             path, DocumentLimits(page_seconds=0.5, file_seconds=60, max_pages=10, ocr_max_pages=2)
         )
     assert slow.value.reason == ReasonCode.TOO_COMPLEX and "page 1" in slow.value.message
-    assert _tesseracts() == []
+    assert _settled(_tesseracts) == []
 
 
 def test_sandbox_stops_past_the_file_limit(tmp_path: Path) -> None:
@@ -128,7 +130,16 @@ def test_sandbox_stops_past_the_file_limit(tmp_path: Path) -> None:
             path, DocumentLimits(page_seconds=60, file_seconds=0.5, max_pages=10, ocr_max_pages=2)
         )
     assert slow.value.reason == ReasonCode.TOO_COMPLEX and "the PDF took longer" in slow.value.message
-    assert _tesseracts() == []
+    assert _settled(_tesseracts) == []
+
+
+def _settled(find: Callable[[], list[int]], within: float = 10) -> list[int]:
+    """``find()`` once it is empty, or its last answer after ``within`` seconds: a SIGKILLed
+    process lingers until the kernel has torn it down."""
+    deadline = time.monotonic() + within
+    while (found := find()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
 
 
 def _tesseracts() -> list[int]:
@@ -230,7 +241,7 @@ def test_an_orphaned_pdf_child_ends_itself_past_the_file_limit(tmp_path: Path) -
         if child.poll() is None:
             child.kill()
     assert code == -signal.SIGKILL, "killed by its watchdog, not finished"
-    assert _group_members(child.pid) == [], "its Tesseract went with it"
+    assert _settled(lambda: _group_members(child.pid)) == [], "its Tesseract went with it"
 
 
 def _group_members(pgid: int) -> list[int]:

@@ -13,7 +13,7 @@ keys span slots, so every key used together shares a hash tag (``{...}``; see th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, overload
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
@@ -47,6 +47,10 @@ class _Pool(BlockingConnectionPool):
         return await super().get_connection()
 
 
+@overload
+def connect(url: str, *, cluster: Literal[False] = False) -> Redis: ...
+@overload
+def connect(url: str, *, cluster: bool) -> RedisClient: ...
 def connect(url: str, *, cluster: bool = False) -> RedisClient:
     if cluster:
         return connect_cluster(url)

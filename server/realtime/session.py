@@ -189,7 +189,7 @@ class Session:
                 self.disconnect(p.BAD_REQUEST)
                 return
             self._seen = time.monotonic()
-            if len(text) > max_frame or len(text.encode()) > max_frame:
+            if len(text) > max_frame or (not text.isascii() and len(text.encode()) > max_frame):
                 log.info("websocket frame too large", extra={"client": self.client_id})
                 self.disconnect(p.BAD_REQUEST)
                 return

@@ -58,10 +58,11 @@ class Writer:
         self._task: asyncio.Task[None] | None = None
         self.queued_bytes = 0
 
-    def push(self, text: str, key: str | None = None, size: int | None = None) -> bool:
-        """Queue ``text``; ``False`` (nothing queued) when the bound would be passed.
-        ``size`` is the frame's encoded length when the caller knows it (shared frames)."""
-        entry = _Out(text, key, len(text) if size is None else size)
+    def push(self, text: str, key: str | None = None) -> bool:
+        """Queue ``text``; ``False`` (nothing queued) when the bound would be passed."""
+        # Bytes on the wire (UTF-8); ``isascii`` is a flag check, so JSON without accents
+        # costs no encoding here.
+        entry = _Out(text, key, len(text) if text.isascii() else len(text.encode()))
         if key is not None:
             if self._coalesce is None:
                 self._coalesce = {}

@@ -74,6 +74,12 @@ def test_disconnect_codes_follow_centrifuge() -> None:
     )
     assert all(d.reconnect for d in (p.SHUTDOWN, p.SLOW, p.EXPIRED, p.INSUFFICIENT_STATE, p.NO_PONG))
     assert not any(d.reconnect for d in (p.INVALID_TOKEN, p.BAD_REQUEST, p.FORCE_NO_RECONNECT))
+    # Unsubscribe codes (centrifuge unsubscribe.go): below 2500 final, 2500+ resubscribe.
+    assert p.UNSUBSCRIBE_SERVER == p.Unsubscribe(2000, "server unsubscribe")
+    assert p.UNSUBSCRIBE_INSUFFICIENT == p.Unsubscribe(2500, "insufficient state")
+    assert orjson.loads(p.unsubscribe_push("tenant:x", 2500, "insufficient state")) == {
+        "push": {"channel": "tenant:x", "unsubscribe": {"code": 2500, "reason": "insufficient state"}}
+    }
 
 
 json_values = st.recursive(

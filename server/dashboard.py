@@ -134,7 +134,7 @@ openapi.describe(
         "operationId": "dashboard",
         "parameters": [
             openapi.query_param(
-                "project", {"type": "string", "format": "uuid"}, description="Project to show"
+                "project", description="Project to show (the page checks it is a UUID; any text is served)"
             ),
             openapi.query_param("token", description="Bearer JWT (removed from the address bar on load)"),
             openapi.query_param("lang", {"type": "string", "enum": ["es", "pt-BR", "en"]}),

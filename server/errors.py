@@ -9,6 +9,7 @@ import asyncpg
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 
 from core.db import DatabaseUnavailable
 from server.auth import AuthError
@@ -55,14 +56,31 @@ async def _auth_error(request: Request, exc: Exception) -> Response:
     return error_response(401, exc.code, exc.message, {"WWW-Authenticate": "Bearer"})
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (a path may be split over several
+    ``Route`` objects, and Starlette's own ``Allow`` names only the first one's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        route_methods = getattr(route, "methods", None)
+        if match != Match.NONE and route_methods:
+            methods.update(route_methods)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     codes = {404: "not_found", 405: "method_not_allowed"}
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request)
     return error_response(
         exc.status_code,
         codes.get(exc.status_code, "http_error"),
         str(exc.detail),
-        dict(exc.headers) if exc.headers else None,
+        headers or None,
     )
 
 

@@ -162,6 +162,7 @@ PREFERENCES_SCHEMA = {
                     "end": {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"},
                 },
                 "required": ["start", "end"],
+                "additionalProperties": False,
             },
             "timezone": {"type": "string", "nullable": True},
             "locale": {"type": "string", "nullable": True, "enum": ["es", "pt-BR", "en", None]},

@@ -174,10 +174,31 @@ def undocumented_routes(routes: Iterable[BaseRoute]) -> list[str]:
     return missing
 
 
+def apply_settings(node: Any, settings: Any) -> Any:
+    """A copy of ``node`` with the configuration-dependent markers filled in from
+    ``settings``: ``x-enum-setting: NAME`` → ``enum``, ``x-maximum-setting: NAME`` → ``maximum``
+    (so the document states the limits this server enforces)."""
+    if isinstance(node, list):
+        return [apply_settings(item, settings) for item in node]
+    if not isinstance(node, dict):
+        return node
+    result = {
+        k: apply_settings(v, settings)
+        for k, v in node.items()
+        if not k.startswith("x-") or "-setting" not in k
+    }
+    if "x-enum-setting" in node:
+        result["enum"] = list(getattr(settings, node["x-enum-setting"]))
+    if "x-maximum-setting" in node:
+        result["maximum"] = int(getattr(settings, node["x-maximum-setting"]))
+    return result
+
+
 async def openapi_json(request: Request) -> Response:
     schema = getattr(request.app.state, "openapi_schema", None)
     if schema is None:
-        schema = request.app.state.openapi_schema = build_schema(request.app.routes)
+        schema = apply_settings(build_schema(request.app.routes), request.app.state.settings)
+        request.app.state.openapi_schema = schema
     return JSONResponse(schema)
 
 

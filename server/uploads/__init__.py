@@ -5,12 +5,29 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.routing import BaseRoute, Route
 
 from server.uploads import companion, docs, native, originals, sign, status
 from server.uploads.sweeper import StaleUploadSweeper
 
 docs.document()
+
+
+class PartNumberConvertor(Convertor[str]):
+    """A part number segment: anything but the sibling routes' literal names, so
+    ``GET /s3/multipart/{id}/complete`` is a 405 (POST only) rather than a part ``complete``."""
+
+    regex = r"(?!(?:complete|batch)$)[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("partnumber", PartNumberConvertor())
 
 
 def routes() -> list[BaseRoute]:
@@ -22,7 +39,7 @@ def routes() -> list[BaseRoute]:
         Route("/s3/sign", sign.sign_request, methods=["POST"]),
         Route("/s3/multipart/{uploadId}/batch", companion.sign_batch, methods=["GET"]),
         Route("/s3/multipart/{uploadId}/complete", companion.complete, methods=["POST"]),
-        Route("/s3/multipart/{uploadId}/{partNumber}", companion.sign_part, methods=["GET"]),
+        Route("/s3/multipart/{uploadId}/{partNumber:partnumber}", companion.sign_part, methods=["GET"]),
         Route("/s3/multipart/{uploadId}", companion.list_parts, methods=["GET"]),
         Route("/s3/multipart/{uploadId}", companion.abort, methods=["DELETE"]),
         Route("/api/v1/uploads/{upload_id}", originals.delete_upload, methods=["DELETE"]),

@@ -265,6 +265,7 @@ async def sign_part(request: Request) -> Response:
     """``GET /s3/multipart/{uploadId}/{partNumber}?key=&sha256=`` → ``{url, expires, headers?}``;
     re-signing is fine. With a declared size the part's Content-Length is signed; ``headers``
     (the signed ``x-amz-checksum-sha256``) must be sent with the PUT."""
+    await authenticate(request)  # before the path is validated
     number = parse_part_number(request.path_params["partNumber"])
     ctx, _, urls = await _sign(request, [number])
     signed = urls[str(number)]
@@ -277,6 +278,7 @@ async def sign_part(request: Request) -> Response:
 @companion_errors
 async def sign_batch(request: Request) -> Response:
     """``GET /s3/multipart/{uploadId}/batch?key=&partNumbers=1,2`` → ``{presignedUrls: {"1": url}}``."""
+    await authenticate(request)  # before the query is validated
     numbers = parse_part_numbers(request.query_params.get("partNumbers"))
     _, _, urls = await _sign(request, numbers, batch=True)
     return JSONResponse({"presignedUrls": {n: signed.url for n, signed in urls.items()}})
@@ -309,10 +311,13 @@ def _submitted_parts(body: Mapping[str, Any]) -> list[tuple[int, str]]:
         ):
             raise bad_request("`parts` must be an array of {PartNumber, ETag} objects", "invalid_parts")
         result.append((parse_part_number(part["PartNumber"]), part["ETag"]))
-    numbers = [n for n, _ in result]
-    if numbers != sorted(set(numbers)):
-        raise bad_request("parts must be in ascending PartNumber order without repeats", "invalid_parts")
-    return result
+    # S3 wants ascending order: sort here (clients list parts as they finished). The same part
+    # twice with one ETag is one part; with two ETags it contradicts itself.
+    unique: dict[int, str] = {}
+    for number, etag in result:
+        if unique.setdefault(number, etag) != etag:
+            raise ApiError(409, "conflicting_parts", f"part {number} is listed with two different ETags")
+    return sorted(unique.items())
 
 
 def _submitted_checksums(body: Mapping[str, Any]) -> dict[int, str]:

@@ -15,10 +15,30 @@ SHA256 = {
     "pattern": "^([0-9a-fA-F]{64}|[A-Za-z0-9+/]{43}=)$",
     "description": "SHA-256: 64 hex digits, or S3's base64 of the 32 bytes",
 }
+# Values that depend on the configuration are filled in by server.openapi from the app's settings.
+MIME = {
+    "type": "string",
+    "x-enum-setting": "allowed_types",
+    "description": "MIME type, one of BUILDPEER_ALLOWED_TYPES",
+}
+FILE_SIZE = {"type": "integer", "minimum": 0, "x-maximum-setting": "max_upload_bytes"}
+SINGLE_SIZE = {"type": "integer", "minimum": 0, "x-maximum-setting": "single_put_max_bytes"}
+# A plain file name: no path, no control or invisible formatting characters, not "." or "..".
+_CF = (
+    r"\u00ad\u0600-\u0605\u061c\u06dd\u070f\u08e2\u180e\u200b-\u200f\u202a-\u202e"
+    r"\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+)
+FILE_NAME = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 1024,
+    # at least one character that is neither space nor "." (so never "." or ".."), no lookarounds
+    "pattern": r"^[^/\\\x00-\x1f" + _CF + r"]*[^/\\\s.\x00-\x1f" + _CF + r"][^/\\\x00-\x1f" + _CF + "]*$",
+}
 METADATA = {
     "type": "object",
     "required": ["projectId"],
-    "properties": {"projectId": UUID, "size": {"type": "integer", "minimum": 0}},
+    "properties": {"projectId": UUID, "size": FILE_SIZE},
     "additionalProperties": {"type": "string", "maxLength": 1024},
     "maxProperties": 32,
 }
@@ -68,12 +88,11 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["filename", "type", "metadata"],
         "properties": {
-            "filename": {"type": "string", "minLength": 1, "maxLength": 1024},
-            "type": {"type": "string", "description": "MIME type; must be in the allowlist"},
+            "filename": FILE_NAME,
+            "type": MIME,
             "metadata": METADATA,
             "size": {
-                "type": "integer",
-                "minimum": 0,
+                **FILE_SIZE,
                 "description": "File size in bytes (optional); when given, each part URL signs its "
                 "Content-Length and a complete whose parts add up to another size fails (size_mismatch)",
             },
@@ -114,8 +133,8 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["bytes_done"],
         "properties": {
-            "bytes_done": {"type": "integer", "minimum": 0},
-            "parts_done": {"type": "integer", "minimum": 0},
+            "bytes_done": FILE_SIZE,
+            "parts_done": {"type": "integer", "minimum": 0, "maximum": 10000},
         },
     },
     "Part": {
@@ -130,6 +149,8 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
+_PART = "(10000|[1-9][0-9]{0,3})"
+PART_NUMBERS = f"^{_PART}(,{_PART})*$"  # 1..10000 (at most 1,000 distinct per batch)
 UPLOAD_ID = path_param("uploadId", {"type": "string", "minLength": 1}, "S3 multipart uploadId")
 KEY = query_param("key", {"type": "string", "minLength": 1}, required=True, description="S3 object key")
 TAGS = ["uploads"]
@@ -151,9 +172,9 @@ def document() -> None:
             "operationId": "s3Params",
             "security": BEARER,
             "parameters": [
-                query_param("filename", required=True),
-                query_param("type", required=True, description="MIME type"),
-                query_param("size", {"type": "integer", "minimum": 0}),
+                query_param("filename", FILE_NAME, required=True),
+                query_param("type", MIME, required=True, description="MIME type"),
+                query_param("size", SINGLE_SIZE),
                 query_param("sha256", SHA256, description="The file's SHA-256, signed into the policy"),
                 {
                     "name": "metadata",
@@ -291,9 +312,7 @@ def document() -> None:
             "parameters": [
                 UPLOAD_ID,
                 KEY,
-                query_param(
-                    "partNumbers", {"type": "string", "pattern": "^[0-9]+(,[0-9]+)*$"}, required=True
-                ),
+                query_param("partNumbers", {"type": "string", "pattern": PART_NUMBERS}, required=True),
             ],
             "responses": {
                 "200": json_response(
@@ -455,18 +474,73 @@ def document() -> None:
     _document_sign()
 
 
-SIGN_METADATA = {
-    "type": "object",
-    "required": ["projectId", "name"],
-    "properties": {
-        "projectId": UUID,
-        "name": {"type": "string", "minLength": 1, "maxLength": 255},
-        "size": {"type": "integer", "minimum": 1},
-        "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
-        "type": {"type": "string", "maxLength": 255, "description": "MIME type (else `contentType`)"},
-    },
-    "additionalProperties": {"type": "string", "maxLength": 1024},
-    "maxProperties": 32,
+def _sign_metadata(size: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["projectId", "name"],
+        "properties": {
+            "projectId": UUID,
+            "name": FILE_NAME,
+            "size": size,
+            "sha256": SHA256,
+            "type": MIME,
+        },
+        "additionalProperties": {"type": "string", "maxLength": 1024},
+        "propertyNames": {"minLength": 1, "maxLength": 64},
+        "maxProperties": 32,
+    }
+
+
+def _new_upload(method: str, size: dict[str, Any], what: str) -> dict[str, Any]:
+    """A PutObject / CreateMultipartUpload request: no uploadId, the file in ``metadata``, its
+    type in ``contentType`` or ``metadata.type``."""
+    return {
+        "type": "object",
+        "title": what,
+        "required": ["method", "key", "metadata"],
+        "properties": {
+            "method": {"type": "string", "enum": [method]},
+            "key": {"type": "string", "description": "Uppy's own choice; the answer's `key` replaces it"},
+            "contentType": MIME,
+            "expiresIn": EXPIRES_IN,
+            "metadata": _sign_metadata(size),
+        },
+        "not": {"required": ["uploadId"]},
+        "anyOf": [{"required": ["contentType"]}, {"properties": {"metadata": {"required": ["type"]}}}],
+    }
+
+
+EXPIRES_IN = {
+    "type": "integer",
+    "minimum": 1,
+    "description": "Ignored: URLs live BUILDPEER_PRESIGN_EXPIRY_SECONDS",
+}
+EXISTING = {
+    "key": {"type": "string", "minLength": 1, "maxLength": 1024, "description": "The key /s3/sign answered"},
+    "uploadId": {"type": "string", "minLength": 1, "maxLength": 1024, "description": "S3's UploadId"},
+    "expiresIn": EXPIRES_IN,
+}
+SIGN_REQUEST = {
+    "oneOf": [
+        _new_upload("PUT", SINGLE_SIZE, "PutObject"),
+        _new_upload("POST", FILE_SIZE, "CreateMultipartUpload"),
+        {
+            "type": "object",
+            "title": "UploadPart",
+            "required": ["method", "key", "uploadId", "partNumber"],
+            "properties": {
+                "method": {"type": "string", "enum": ["PUT"]},
+                **EXISTING,
+                "partNumber": {"type": "integer", "minimum": 1, "maximum": 10000},
+            },
+        },
+        {
+            "type": "object",
+            "title": "ListParts, CompleteMultipartUpload, AbortMultipartUpload",
+            "required": ["method", "key", "uploadId"],
+            "properties": {"method": {"type": "string", "enum": ["GET", "POST", "DELETE"]}, **EXISTING},
+        },
+    ]
 }
 
 
@@ -492,21 +566,7 @@ def _document_sign() -> None:
             "it after S3 lists that upload for the key.",
             "operationId": "s3Sign",
             "security": BEARER,
-            "requestBody": json_body(
-                {
-                    "type": "object",
-                    "required": ["method", "key"],
-                    "properties": {
-                        "method": {"type": "string", "enum": ["PUT", "POST", "GET", "DELETE"]},
-                        "key": {"type": "string", "minLength": 1, "maxLength": 1024},
-                        "uploadId": {"type": "string", "minLength": 1, "maxLength": 1024},
-                        "partNumber": {"type": "integer", "minimum": 1, "maximum": 10000},
-                        "contentType": {"type": "string", "maxLength": 255},
-                        "expiresIn": {"type": "integer", "minimum": 1},
-                        "metadata": SIGN_METADATA,
-                    },
-                }
-            ),
+            "requestBody": json_body(SIGN_REQUEST),
             "responses": {
                 "200": json_response(
                     {

@@ -50,8 +50,6 @@ def _operation(body: Mapping[str, Any]) -> str:
     if not isinstance(method, str):
         raise bad_request("`method` must be one of PUT, POST, GET, DELETE", "invalid_method")
     if upload_id is None:
-        if part is not None:
-            raise bad_request("`partNumber` needs an `uploadId`", "invalid_request")
         operations = {"PUT": "put_object", "POST": "create_multipart_upload"}
     else:
         operations = {
@@ -71,9 +69,7 @@ def _operation(body: Mapping[str, Any]) -> str:
             raise ApiError(
                 400, "invalid_part_number", f"`partNumber` must be an integer between 1 and {MAX_PARTS}"
             )
-    elif part is not None:
-        raise bad_request("`partNumber` is only for UploadPart (PUT)", "invalid_request")
-    return operation
+    return operation  # a partNumber on any other request is ignored (Uppy sends none)
 
 
 def _string(body: Mapping[str, Any], name: str, limit: int) -> str:
@@ -90,7 +86,9 @@ def _new_upload_request(ctx: Uploads, body: Mapping[str, Any]) -> UploadRequest:
     if not isinstance(metadata, dict):
         raise ApiError(400, "invalid_metadata", "`metadata` ({projectId, name, size?, sha256?}) is required")
     name = metadata.get("name")
-    content_type = body.get("contentType") or metadata.get("type") or "application/octet-stream"
+    content_type = body.get("contentType")
+    if content_type is None:
+        content_type = metadata.get("type")
     return parse_upload_request(
         filename=name,
         content_type=content_type,

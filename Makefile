@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NPM_DIRS := $(patsubst %/package-lock.json,%,$(wildcard tests/js/package-lock.json web/package-lock.json tests/browser/uppy6/package-lock.json))
 
-.PHONY: run test lint format typecheck setup python-deps system-deps node-deps web-build clean
+.PHONY: run test lint format typecheck setup python-deps system-deps node-deps web-build proto clean
 
 run: setup
 	$(BIN)/buildpeer dev
@@ -50,6 +50,11 @@ format: python-deps
 
 typecheck: python-deps
 	$(BIN)/mypy
+
+# The Centrifugo client protocol's message classes (server/realtime/proto/): regenerate after
+# updating centrifugo_client.proto from centrifugal/protocol (keep its package line).
+proto: python-deps
+	cd server/realtime/proto && ../../../$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. centrifugo_client.proto
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

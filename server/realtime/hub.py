@@ -30,6 +30,8 @@ class Subscription:
     epoch: str = ""
     recovering: bool = True
     buffer: list[tuple[Publication, str]] = field(default_factory=list)
+    delta: bool = False  # Fossil delta negotiated (``delta: "fossil"``)
+    delta_base: bytes | None = None  # the data of the last publication the client received
 
 
 class HubClient(Protocol):

@@ -214,7 +214,7 @@ class Node:
             result["was_recovering"] = True
             result["recovered"] = recovered
             if recovered and pubs:
-                result["publications"] = [p.publication_dict(pub.data, pub.offset) for pub in pubs]
+                result["publications"] = pubs  # encoded by the session's codec
                 position = StreamPosition(max(position.offset, pubs[-1].offset), position.epoch)
         sub.offset, sub.epoch = position.offset, position.epoch
         result["epoch"] = position.epoch
@@ -250,7 +250,7 @@ class Node:
         if epoch is not None and since is not None and epoch != position.epoch:
             raise p.ReplyError(p.ErrorCode.UNRECOVERABLE_POSITION)
         return {
-            "publications": [p.publication_dict(pub.data, pub.offset) for pub in pubs],
+            "publications": pubs,  # encoded by the session's codec
             "epoch": position.epoch,
             "offset": position.offset,
         }

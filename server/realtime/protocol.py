@@ -169,6 +169,9 @@ def _command(raw: Any) -> Command:
     return Command(cid, method, params)
 
 
+command_from_dict = _command  # one decoded command (the Protobuf codec builds the same dict)
+
+
 def decode_frame(text: str) -> list[Command]:
     """The commands of one text frame, in order, or :class:`ProtocolViolation`."""
     commands: list[Command] = []

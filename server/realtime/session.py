@@ -24,7 +24,9 @@ from server.auth import AuthError
 from server.realtime import protocol as p
 from server.realtime.broker import BrokerUnavailable, Publication
 from server.realtime.channels import Channel, UnknownChannel, parse_channel
+from server.realtime.codec import JSON, Frame
 from server.realtime.config import RealtimeConfig
+from server.realtime.fossil import create_delta
 from server.realtime.hub import ConnectionLimitReached, Subscription
 from server.realtime.transport import BadFrame, Transport, TransportClosed
 from server.realtime.writer import Writer
@@ -35,6 +37,7 @@ SERVER_VERSION = "buildpeer-1"
 MAX_CHANNELS_PER_CONNECTION = 128
 MAX_RECOVERY_BUFFER = 1000
 MAX_OFFSET = 2**53  # offsets stay exact in Lua (doubles) and JavaScript
+DELTA_FOSSIL = "fossil"
 
 
 class ClientNode(Protocol):
@@ -82,6 +85,7 @@ class Session:
         "client_id",
         "close_reason",
         "closed",
+        "codec",
         "config",
         "node",
         "principal",
@@ -93,6 +97,7 @@ class Session:
     def __init__(self, node: ClientNode, transport: Transport, config: RealtimeConfig) -> None:
         self.node = node
         self.transport = transport
+        self.codec = transport.codec
         self.config = config
         self.writer = Writer(transport, limit_bytes=config.max_queue_bytes, on_broken=self._write_failed)
         self.client_id = str(uuid.uuid4())
@@ -169,7 +174,7 @@ class Session:
 
     # --- writing ---
 
-    def enqueue(self, text: str, key: str | None = None) -> None:
+    def enqueue(self, text: Frame, key: str | None = None) -> None:
         if self.closed:
             return
         if not self.writer.push(text, key):
@@ -189,12 +194,14 @@ class Session:
                 self.disconnect(p.BAD_REQUEST)
                 return
             self._seen = time.monotonic()
-            if len(text) > max_frame or (not text.isascii() and len(text.encode()) > max_frame):
+            if len(text) > max_frame or (
+                isinstance(text, str) and not text.isascii() and len(text.encode()) > max_frame
+            ):
                 log.info("websocket frame too large", extra={"client": self.client_id})
                 self.disconnect(p.BAD_REQUEST)
                 return
             try:
-                commands = p.decode_frame(text)
+                commands = self.codec.decode(text)
             except p.ProtocolViolation as exc:
                 log.info("websocket protocol violation: %s", exc.detail, extra={"client": self.client_id})
                 self.disconnect(exc.disconnect)
@@ -217,22 +224,24 @@ class Session:
             await handler(self, command)
         except p.ReplyError as exc:
             if command.id:
-                self.enqueue(p.error_reply(command.id, exc))
+                self.enqueue(self.codec.error_reply(command.id, exc))
         except p.ProtocolViolation as exc:
             log.info("websocket protocol violation: %s", exc.detail, extra={"client": self.client_id})
             self.disconnect(exc.disconnect)
         except (BrokerUnavailable, DatabaseUnavailable) as exc:
             log.warning("realtime dependency unavailable: %s", exc)
             if command.id:
-                self.enqueue(p.error_reply(command.id, p.ReplyError(p.ErrorCode.INTERNAL, temporary=True)))
+                self.enqueue(
+                    self.codec.error_reply(command.id, p.ReplyError(p.ErrorCode.INTERNAL, temporary=True))
+                )
         except Exception:
             log.exception("websocket command failed", extra={"client": self.client_id})
             if command.id:
-                self.enqueue(p.error_reply(command.id, p.ReplyError(p.ErrorCode.INTERNAL)))
+                self.enqueue(self.codec.error_reply(command.id, p.ReplyError(p.ErrorCode.INTERNAL)))
 
-    def _reply(self, command: p.Command, result: dict[str, Any]) -> None:
+    def _reply(self, command: p.Command, result: dict[str, Any], *, delta_mode: bool = False) -> None:
         if command.id and command.method:
-            self.enqueue(p.reply(command.id, command.method, result))
+            self.enqueue(self.codec.reply(command.id, command.method, result, delta_mode=delta_mode))
 
     # --- timers (event-loop callbacks, no task) ---
 
@@ -243,7 +252,7 @@ class Session:
             self.disconnect(p.STALE)  # never authenticated
             return
         self._ping_sent = time.monotonic()
-        self.enqueue(p.PING)
+        self.enqueue(self.codec.ping())
         delay = min(self.config.pong_timeout, self.config.ping_interval)
         self._timer = asyncio.get_running_loop().call_later(delay, self._on_pong_deadline)
 
@@ -310,6 +319,11 @@ class Session:
                 "ttl": self._ttl(),
                 "ping": max(1, round(self.config.ping_interval)),
                 "pong": True,
+                **(
+                    {"session": self.transport.session_id, "node": self.transport.node_id}
+                    if self.transport.session_id
+                    else {}
+                ),
             },
         )
 
@@ -346,12 +360,15 @@ class Session:
         epoch = command.params.get("epoch", "")
         if not _is_offset(offset) or not isinstance(epoch, str):
             raise p.ReplyError(p.ErrorCode.BAD_REQUEST, "offset must be a non-negative integer")
+        delta = command.params.get("delta", "")
+        if delta not in ("", DELTA_FOSSIL):
+            raise p.ReplyError(p.ErrorCode.BAD_REQUEST, "unsupported delta format")
         principal = self.principal
         if not await self.node.may_subscribe(principal, channel):
             raise p.ReplyError(p.ErrorCode.PERMISSION_DENIED)
         if self.closed or name in self.subscriptions:
             return
-        sub = Subscription(channel, channel.broker_name(principal.tenant_id))
+        sub = Subscription(channel, channel.broker_name(principal.tenant_id), delta=delta == DELTA_FOSSIL)
         self.subscriptions[name] = sub
         try:
             result = await self.node.subscribe(self, sub, recover=recover, offset=offset, epoch=epoch)
@@ -365,7 +382,11 @@ class Session:
             # refreshed to less (or revalidated) while this subscribe was in flight
             self.end_subscription(sub, p.UNSUBSCRIBE_SERVER, push=False)
             raise p.ReplyError(p.ErrorCode.PERMISSION_DENIED)
-        self._reply(command, result)
+        if sub.delta:
+            result["delta"] = True
+            recovered = result.get("publications")
+            sub.delta_base = recovered[-1].data if recovered else None  # recovered ones go full
+        self._reply(command, result, delta_mode=sub.delta)
         self.node.activate(self, sub)
 
     async def _cmd_unsubscribe(self, command: p.Command) -> None:
@@ -442,7 +463,23 @@ class Session:
             self.end_subscription(sub, p.UNSUBSCRIBE_INSUFFICIENT)
             return
         sub.offset = pub.offset
-        self.enqueue(frame, f"{sub.channel.name}|{pub.key}" if pub.key else None)
+        if sub.delta:
+            self.enqueue(self._delta_frame(sub, pub))  # never coalesced: each is the next one's base
+            return
+        out: Frame = frame if self.codec is JSON else self.codec.shared_push(sub.channel.name, pub)
+        self.enqueue(out, f"{sub.channel.name}|{pub.key}" if pub.key else None)
+
+    def _delta_frame(self, sub: Subscription, pub: Publication) -> Frame:
+        """The publication as a Fossil delta against the previous one the client received
+        on ``sub`` when that is smaller (and, on JSON, valid text); else in full."""
+        base, sub.delta_base = sub.delta_base, pub.data
+        if base is not None:
+            delta = create_delta(base, pub.data)
+            if len(delta) < len(pub.data) and (self.codec.binary or _is_utf8(delta)):
+                return self.codec.publication_push(
+                    sub.channel.name, delta, pub.offset, delta_mode=True, delta=True
+                )
+        return self.codec.publication_push(sub.channel.name, pub.data, pub.offset, delta_mode=True)
 
     def end_subscription(self, sub: Subscription, unsubscribe: p.Unsubscribe, *, push: bool = True) -> None:
         """The server ends ``sub``: an unsubscribe push tells the client why (2500 and up:
@@ -453,7 +490,15 @@ class Session:
         del self.subscriptions[name]
         self.node.unsubscribe(self, sub)
         if push:
-            self.enqueue(p.unsubscribe_push(name, unsubscribe.code, unsubscribe.reason))
+            self.enqueue(self.codec.unsubscribe_push(name, unsubscribe.code, unsubscribe.reason))
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _is_offset(value: Any) -> bool:

@@ -10,6 +10,12 @@ from typing import Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from server.realtime.codec import JSON, PROTOBUF, Codec, Frame
+
+__all__ = ["BadFrame", "Frame", "Transport", "TransportClosed", "WebSocketTransport"]
+
+PROTOBUF_SUBPROTOCOL = "centrifuge-protobuf"
+
 
 class TransportClosed(Exception):
     """The peer went away (or the connection broke)."""
@@ -20,11 +26,15 @@ class BadFrame(Exception):
 
 
 class Transport(Protocol):
-    async def receive(self) -> str:
-        """The next frame's text; :class:`TransportClosed` or :class:`BadFrame`."""
+    codec: Codec  # how its frames encode commands and replies
+    session_id: str  # bidirectional emulation: the id ``/emulation`` requests name; "" otherwise
+    node_id: str
+
+    async def receive(self) -> Frame:
+        """The next frame; :class:`TransportClosed` or :class:`BadFrame`."""
         ...
 
-    async def write(self, frames: list[str]) -> None:
+    async def write(self, frames: list[Frame]) -> None:
         """Send ``frames`` (replies and pushes, in order); :class:`TransportClosed`."""
         ...
 
@@ -34,18 +44,24 @@ class Transport(Protocol):
 
 
 class WebSocketTransport:
-    """Centrifugo's JSON protocol over a Starlette WebSocket."""
+    """Centrifugo's protocol over a Starlette WebSocket: JSON in text messages, or Protobuf
+    in binary ones when the client asks for the ``centrifuge-protobuf`` subprotocol."""
 
-    __slots__ = ("peer_gone", "ws")
+    __slots__ = ("codec", "node_id", "peer_gone", "session_id", "ws")
 
     def __init__(self, websocket: WebSocket) -> None:
         self.ws = websocket
         self.peer_gone = False
+        self.session_id = ""
+        self.node_id = ""
+        offered = websocket.headers.get("sec-websocket-protocol", "")
+        wanted = PROTOBUF_SUBPROTOCOL in (item.strip() for item in offered.split(","))
+        self.codec: Codec = PROTOBUF if wanted else JSON
 
     async def accept(self) -> None:
-        await self.ws.accept()
+        await self.ws.accept(subprotocol=PROTOBUF_SUBPROTOCOL if self.codec.binary else None)
 
-    async def receive(self) -> str:
+    async def receive(self) -> Frame:
         try:
             message = await self.ws.receive()
         except (WebSocketDisconnect, OSError, RuntimeError) as exc:  # RuntimeError: after close
@@ -54,14 +70,22 @@ class WebSocketTransport:
         if message["type"] == "websocket.disconnect":
             self.peer_gone = True
             raise TransportClosed("peer closed")
+        if self.codec.binary:
+            data = message.get("bytes")
+            if data is None:
+                raise BadFrame("text frame on the Protobuf protocol")
+            return bytes(data)
         text = message.get("text")
         if text is None:
             raise BadFrame("binary frame on the JSON protocol")
         return str(text)
 
-    async def write(self, frames: list[str]) -> None:
+    async def write(self, frames: list[Frame]) -> None:
         try:
-            await self.ws.send_text(frames[0] if len(frames) == 1 else "\n".join(frames))
+            if self.codec.binary:
+                await self.ws.send_bytes(b"".join(frames))  # type: ignore[arg-type]
+            else:
+                await self.ws.send_text(frames[0] if len(frames) == 1 else "\n".join(frames))  # type: ignore[arg-type]
         except (WebSocketDisconnect, RuntimeError, OSError) as exc:
             self.peer_gone = True
             raise TransportClosed(str(exc)) from exc

@@ -21,7 +21,7 @@ import contextlib
 from collections import deque
 from collections.abc import Callable
 
-from server.realtime.transport import Transport, TransportClosed
+from server.realtime.transport import Frame, Transport, TransportClosed
 
 WRITE_BATCH_BYTES = 256 * 1024
 
@@ -29,7 +29,7 @@ WRITE_BATCH_BYTES = 256 * 1024
 class _Out:
     __slots__ = ("dead", "key", "size", "text")
 
-    def __init__(self, text: str, key: str | None, size: int) -> None:
+    def __init__(self, text: Frame, key: str | None, size: int) -> None:
         self.text = text
         self.key = key
         self.size = size
@@ -58,11 +58,12 @@ class Writer:
         self._task: asyncio.Task[None] | None = None
         self.queued_bytes = 0
 
-    def push(self, text: str, key: str | None = None) -> bool:
+    def push(self, text: Frame, key: str | None = None) -> bool:
         """Queue ``text``; ``False`` (nothing queued) when the bound would be passed."""
         # Bytes on the wire (UTF-8); ``isascii`` is a flag check, so JSON without accents
         # costs no encoding here.
-        entry = _Out(text, key, len(text) if text.isascii() else len(text.encode()))
+        size = len(text) if isinstance(text, bytes) or text.isascii() else len(text.encode())
+        entry = _Out(text, key, size)
         if key is not None:
             if self._coalesce is None:
                 self._coalesce = {}
@@ -88,7 +89,7 @@ class Writer:
     async def _drain(self) -> None:
         try:
             while self._queue:
-                frames: list[str] = []
+                frames: list[Frame] = []
                 size = 0
                 while self._queue and size < WRITE_BATCH_BYTES:
                     entry = self._queue.popleft()

@@ -137,7 +137,10 @@ openapi.describe(
                 "project", description="Project to show (the page checks it is a UUID; any text is served)"
             ),
             openapi.query_param("token", description="Bearer JWT (removed from the address bar on load)"),
-            openapi.query_param("lang", {"type": "string", "enum": ["es", "pt-BR", "en"]}),
+            openapi.query_param(
+                "lang",
+                description="es, pt-BR or en; anything else: the browser's language (any text is served)",
+            ),
         ],
         "responses": {
             "200": {"description": "The page", "content": {"text/html": {}}},

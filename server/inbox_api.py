@@ -192,7 +192,9 @@ openapi.describe(
         "security": openapi.BEARER,
         "parameters": [
             openapi.query_param(
-                "unread", {"type": "string", "enum": ["1", "0"]}, description="1: unread only"
+                "unread",
+                {"type": "string", "enum": ["1", "0", "true", "false", ""]},
+                description="1: unread only",
             ),
             openapi.query_param("cursor", description="next_cursor of the previous page"),
             openapi.query_param("limit", {"type": "integer", "minimum": 1, "maximum": store.MAX_PAGE}),

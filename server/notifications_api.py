@@ -66,7 +66,7 @@ DEVICE_SCHEMAS = {
                 "description": "FCM registration token",
             },
             "platform": {"type": "string", "enum": list(devices.PLATFORMS)},
-            "locale": {"type": "string", "enum": ["es", "pt-BR", "en"], "nullable": True},
+            "locale": {"type": "string", "enum": ["es", "pt-BR", "en", None], "nullable": True},
         },
     },
     "Device": {
@@ -130,7 +130,14 @@ openapi.describe(
         "summary": "Remove one of the caller's device tokens",
         "operationId": "removeDevice",
         "security": openapi.BEARER,
-        "parameters": [openapi.query_param("token", description='The FCM token (or send {"token"} as body)')],
+        "parameters": [
+            openapi.query_param(
+                "token",
+                {"type": "string", "minLength": 1, "maxLength": 4096},
+                required=True,
+                description='The FCM token (a JSON body {"token"} is also read when the query has none)',
+            )
+        ],
         "responses": {"204": {"description": "Removed"}, **openapi.errors(400, 401, 404)},
     },
 )
@@ -234,7 +241,7 @@ async def unsubscribe_page(request: Request) -> Response:
     try:
         unsub = _token_request(request)
     except InvalidUnsubscribeToken:
-        return HTMLResponse(render_unsubscribe_page("invalid", locale="es"), 400)
+        return HTMLResponse(render_unsubscribe_page("invalid", locale="es"), 403)  # a forged link
     async with tenant_transaction(request.app.state.pool, unsub.tenant_id, readonly=True) as conn:
         who = await subscriber(conn, unsub)
     if who is None:
@@ -255,7 +262,7 @@ async def unsubscribe(request: Request) -> Response:
     try:
         unsub = _token_request(request)
     except InvalidUnsubscribeToken as exc:
-        raise bad_request(f"unsubscribe token: {exc}", "invalid_token") from None
+        raise ApiError(403, "invalid_token", f"unsubscribe token: {exc}") from None
     async with tenant_transaction(request.app.state.pool, unsub.tenant_id) as conn:
         who = await subscriber(conn, unsub)
         if who is None or not await preferences.set_digest_enabled(
@@ -279,7 +286,7 @@ openapi.describe(
         "parameters": [_TOKEN_PARAM],
         "responses": {
             "200": {"description": "Confirmation page", "content": {"text/html": {}}},
-            "400": {"description": "Invalid link", "content": {"text/html": {}}},
+            "403": {"description": "Invalid link", "content": {"text/html": {}}},
             "404": {"description": "Unknown subscriber", "content": {"text/html": {}}},
         },
     },
@@ -305,7 +312,7 @@ openapi.describe(
         },
         "responses": {
             "200": {"description": "Unsubscribed", "content": {"text/html": {}}},
-            **openapi.errors(400, 404),
+            **openapi.errors(400, 403, 404),
         },
     },
 )

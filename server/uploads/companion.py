@@ -328,7 +328,8 @@ def _submitted_checksums(body: Mapping[str, Any]) -> dict[int, str]:
         raw = part.get("ChecksumSHA256") if isinstance(part, dict) else None
         if raw is not None:
             digest = parse_sha256(raw, f"part {part.get('PartNumber')}'s ChecksumSHA256")
-            assert digest is not None
+            if digest is None:
+                raise bad_request("ChecksumSHA256 must be a SHA-256 (base64 or hex)", "invalid_sha256")
             found[int(part["PartNumber"])] = sha256_base64(digest)
     return found
 

@@ -35,11 +35,14 @@ FILE_NAME = {
     # at least one character that is neither space nor "." (so never "." or ".."), no lookarounds
     "pattern": r"^[^/\\\x00-\x1f" + _CF + r"]*[^/\\\s.\x00-\x1f" + _CF + r"][^/\\\x00-\x1f" + _CF + "]*$",
 }
+# Metadata values: text up to 1,024 characters or numbers (kept as text); keys outside 1-64
+# characters are dropped.
+METADATA_VALUE = {"anyOf": [{"type": "string", "maxLength": 1024}, {"type": "number"}]}
 METADATA = {
     "type": "object",
     "required": ["projectId"],
     "properties": {"projectId": UUID, "size": FILE_SIZE},
-    "additionalProperties": {"type": "string", "maxLength": 1024},
+    "additionalProperties": METADATA_VALUE,
     "maxProperties": 32,
 }
 SCHEMAS: dict[str, Any] = {
@@ -485,7 +488,7 @@ def _sign_metadata(size: dict[str, Any]) -> dict[str, Any]:
             "sha256": SHA256,
             "type": MIME,
         },
-        "additionalProperties": {"type": "string", "maxLength": 1024},
+        "additionalProperties": METADATA_VALUE,
         "propertyNames": {"minLength": 1, "maxLength": 64},
         "maxProperties": 32,
     }

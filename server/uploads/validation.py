@@ -88,9 +88,9 @@ def parse_size(raw: Any, settings: Settings) -> int | None:
         raise InvalidUpload("invalid_size", "size must be a whole number of bytes")
     if raw < 0:
         raise InvalidUpload("invalid_size", "size cannot be negative")
-    if raw > settings.max_upload_bytes:
+    if raw > settings.max_upload_bytes:  # a declared size over the documented maximum: 400
         raise InvalidUpload(
-            "too_large", f"files larger than {settings.max_upload_bytes} bytes are not accepted", 413
+            "too_large", f"files larger than {settings.max_upload_bytes} bytes are not accepted"
         )
     return raw
 
@@ -134,7 +134,7 @@ def _metadata(raw: Any) -> dict[str, str]:
     clean: dict[str, str] = {}
     for key, value in raw.items():
         if not isinstance(key, str) or not 1 <= len(key) <= 64:
-            raise InvalidUpload("invalid_metadata", "metadata keys must be 1-64 characters")
+            continue  # not storable as a field name (OpenAPI 3.0 cannot state key lengths): dropped
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise InvalidUpload("invalid_metadata", f"metadata.{key} must be a string or number")
         text = str(value)

@@ -136,9 +136,9 @@ async def test_preferences_input_errors(client: httpx.AsyncClient, tenant: Tenan
 
 async def test_unsubscribe_rejects_bad_links(client: httpx.AsyncClient) -> None:
     page = await client.get("/api/v1/unsubscribe?token=forged.token")
-    assert page.status_code == 400 and "no es válido" in page.text
+    assert page.status_code == 403 and "no es válido" in page.text
     r = await client.post("/api/v1/unsubscribe?token=forged.token", content=b"List-Unsubscribe=One-Click")
-    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_token"
+    assert r.status_code == 403 and r.json()["error"]["code"] == "invalid_token"
 
 
 async def test_routes_are_in_openapi(client: httpx.AsyncClient) -> None:

@@ -30,7 +30,7 @@ def assert_json_error(r: httpx.Response, status: int, code: str | None = None) -
         ({"metadata": {"projectId": ["x"]}}, 400, "invalid_metadata"),
         ({"size": -1}, 400, "invalid_size"),
         ({"size": "12abc"}, 400, "invalid_size"),
-        ({"size": 6 * 1024**3}, 413, "too_large"),
+        ({"size": 6 * 1024**3}, 400, "too_large"),  # over the documented maximum
         ({"type": "application/x-msdownload"}, 415, "type_not_allowed"),
         ({"type": None}, 400, "invalid_type"),
         ({"filename": "../../etc/passwd"}, 400, "invalid_file_name"),

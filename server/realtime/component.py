@@ -4,11 +4,12 @@ settings, and its lifespan component."""
 from __future__ import annotations
 
 import asyncpg
-from starlette.routing import WebSocketRoute
+from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from core.settings import Settings
 from server.auth import TokenVerifier
+from server.realtime import emulation
 from server.realtime.broker import create_broker
 from server.realtime.config import RealtimeConfig
 from server.realtime.node import Node
@@ -27,8 +28,9 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     await node.serve(transport)
 
 
-def routes() -> list[WebSocketRoute]:
-    return [WebSocketRoute(PATH, websocket_endpoint)]
+def routes() -> list[BaseRoute]:
+    """The WebSocket, and the bidirectional emulation (HTTP-streaming, SSE, /emulation)."""
+    return [WebSocketRoute(PATH, websocket_endpoint), *emulation.routes()]
 
 
 def build_node(settings: Settings, *, pool: asyncpg.Pool, verifier: TokenVerifier) -> Node:

@@ -25,7 +25,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
@@ -144,13 +144,16 @@ class Node:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def serve(self, transport: Transport) -> None:
-        """One connection, from accept to close (the transport is accepted)."""
+    async def serve(self, transport: Transport, on_session: Callable[[Session], None] | None = None) -> None:
+        """One connection, from accept to close (the transport is accepted). ``on_session``
+        sees the session before it reads (bidirectional emulation indexes it)."""
         if not self.accepting:
             await transport.close(p.SHUTDOWN.code, p.SHUTDOWN.reason)
             return
         session = Session(self, transport, self.config)
         self._sessions.add(session)
+        if on_session is not None:
+            on_session(session)
         try:
             await session.serve()
         finally:

@@ -9,13 +9,33 @@ const { Centrifuge } = require('centrifuge');
 
 const url = process.env.HUB_URL;
 let token = process.env.HUB_TOKEN;
+// Optional: a transport list (JSON, centrifuge-js's [{transport, endpoint}]) for the
+// bidirectional emulation fallback, its /emulation URL, and HUB_FRAMES=1 to print every
+// WebSocket frame received (sizes on the wire).
+const transports = process.env.HUB_TRANSPORTS ? JSON.parse(process.env.HUB_TRANSPORTS) : null;
+const { EventSource } = require('eventsource');
+const { ReadableStream } = require('stream/web');
 
 function out(event, payload) {
   process.stdout.write(JSON.stringify({ event, ...payload }) + '\n');
 }
 
-const client = new Centrifuge(url, {
-  websocket: WebSocket,
+class FrameCountingWebSocket extends WebSocket {
+  constructor(...args) {
+    super(...args);
+    this.addEventListener('message', (e) => {
+      const text = typeof e.data === 'string' ? e.data : Buffer.from(e.data).toString();
+      out('frame', { bytes: Buffer.byteLength(e.data), text });
+    });
+  }
+}
+
+const client = new Centrifuge(transports || url, {
+  websocket: process.env.HUB_FRAMES ? FrameCountingWebSocket : WebSocket,
+  fetch,
+  readableStream: ReadableStream,
+  eventsource: EventSource,
+  ...(process.env.HUB_EMULATION ? { emulationEndpoint: process.env.HUB_EMULATION } : {}),
   token,
   getToken: async () => token,
   minReconnectDelay: 100,
@@ -29,8 +49,8 @@ client.on('error', (ctx) => out('error', { type: ctx.type, error: ctx.error }));
 
 const subs = {};
 
-function subscribe(channel) {
-  const sub = client.newSubscription(channel, { recoverable: true, positioned: true });
+function subscribe(channel, delta) {
+  const sub = client.newSubscription(channel, { recoverable: true, positioned: true, ...(delta ? { delta } : {}) });
   sub.on('subscribed', (ctx) =>
     out('subscribed', {
       channel,
@@ -63,7 +83,7 @@ rl.on('line', (line) => {
       token = cmd.token;
       break;
     case 'subscribe':
-      subscribe(cmd.channel);
+      subscribe(cmd.channel, cmd.delta);
       break;
     case 'unsubscribe':
       subs[cmd.channel].unsubscribe();

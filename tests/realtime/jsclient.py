@@ -29,13 +29,14 @@ class JsClient:
         self.seen: list[dict[str, Any]] = []
 
     @classmethod
-    async def start(cls, ws_url: str, token: str) -> JsClient:
+    async def start(cls, ws_url: str, token: str, **env: str) -> JsClient:
+        """``env``: harness options (``HUB_TRANSPORTS``, ``HUB_EMULATION``, ``HUB_FRAMES``)."""
         ensure_node_modules()
         proc = await asyncio.create_subprocess_exec(
             "node",
             str(JS_DIR / "harness.js"),
             cwd=JS_DIR,
-            env={**os.environ, "HUB_URL": ws_url, "HUB_TOKEN": token},
+            env={**os.environ, "HUB_URL": ws_url, "HUB_TOKEN": token, **env},
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )

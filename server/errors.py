@@ -59,12 +59,14 @@ async def _auth_error(request: Request, exc: Exception) -> Response:
 def allowed_methods(request: Request) -> str:
     """Every method some route serves at this path (a path may be split over several
     ``Route`` objects, and Starlette's own ``Allow`` names only the first one's)."""
-    methods: set[str] = set()
+    literal: set[str] = set()  # routes naming this path exactly win over templates
+    templated: set[str] = set()  # (``/notifications/read-all`` is not ``/notifications/{id}``)
     for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "GET"})
+        match, child = route.matches({**request.scope, "method": "GET"})
         route_methods = getattr(route, "methods", None)
         if match != Match.NONE and route_methods:
-            methods.update(route_methods)
+            (templated if child.get("path_params") else literal).update(route_methods)
+    methods = literal or templated
     if "GET" in methods:
         methods.add("HEAD")
     return ", ".join(sorted(methods))

@@ -12,13 +12,14 @@ import uuid
 from typing import Any
 
 import orjson
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from core.db import tenant_transaction
 from server import openapi
-from server.errors import bad_request, not_found
+from server.errors import ApiError, bad_request, not_found
 from server.permissions import authenticate
 from subscribers.inbox import store
 from subscribers.inbox.service import Inbox, NoChannel, Presence, UserChannel
@@ -136,7 +137,8 @@ async def list_items(request: Request) -> Response:
                 limit=int(raw_limit),
             )
         except store.InvalidCursor as exc:
-            raise bad_request(str(exc), "invalid_cursor") from None
+            # an opaque cursor the schema cannot check: the page it names does not exist
+            raise ApiError(404, "invalid_cursor", str(exc)) from None
         unread = await store.unread_count(conn, principal.user_id)
     return JSONResponse({"items": items, "next_cursor": cursor, "unread": unread})
 
@@ -199,7 +201,7 @@ openapi.describe(
             openapi.query_param("cursor", description="next_cursor of the previous page"),
             openapi.query_param("limit", {"type": "integer", "minimum": 1, "maximum": store.MAX_PAGE}),
         ],
-        "responses": {"200": openapi.json_response("InboxPage"), **openapi.errors(400, 401)},
+        "responses": {"200": openapi.json_response("InboxPage"), **openapi.errors(400, 401, 404)},
     },
     SCHEMAS,
 )
@@ -257,11 +259,26 @@ openapi.describe(
 )
 
 
+class ItemIdConvertor(Convertor[str]):
+    """An item id segment, never the sibling routes' names: ``DELETE .../read-all`` is a 405."""
+
+    regex = r"(?!(?:read-all|unread-count)$)[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("inboxitem", ItemIdConvertor())
+
+
 def routes() -> list[BaseRoute]:
     return [
         Route("/api/v1/me/notifications", list_items, methods=["GET"]),
         Route("/api/v1/me/notifications/unread-count", unread_count, methods=["GET"]),
         Route("/api/v1/me/notifications/read-all", read_all, methods=["POST"]),
         Route("/api/v1/me/notifications/{item_id}/read", read_item, methods=["POST"]),
-        Route("/api/v1/me/notifications/{item_id}", archive_item, methods=["DELETE"]),
+        Route("/api/v1/me/notifications/{item_id:inboxitem}", archive_item, methods=["DELETE"]),
     ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 from urllib.parse import parse_qs
+from zoneinfo import available_timezones
 
 import orjson
 from starlette.applications import Starlette
@@ -171,7 +172,11 @@ PREFERENCES_SCHEMA = {
                 "required": ["start", "end"],
                 "additionalProperties": False,
             },
-            "timezone": {"type": "string", "nullable": True},
+            "timezone": {  # the IANA names this server's tzdata knows
+                "type": "string",
+                "nullable": True,
+                "enum": [*sorted(available_timezones()), None],
+            },
             "locale": {"type": "string", "nullable": True, "enum": ["es", "pt-BR", "en", None]},
             "effective_timezone": {"type": "string", "readOnly": True},
             "effective_locale": {"type": "string", "readOnly": True},

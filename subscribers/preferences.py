@@ -152,9 +152,8 @@ def apply_update(current: Preferences, body: Any) -> tuple[Preferences, ProfileU
         elif isinstance(window, dict) and set(window) <= {"start", "end"}:
             start = _hhmm(window.get("start"), "quiet_hours.start")
             end = _hhmm(window.get("end"), "quiet_hours.end")
-            if start == end:
-                raise PreferencesError("quiet_hours: start and end must differ")
-            prefs = replace(prefs, quiet_hours=QuietHours(start, end))
+            # An empty window (start == end; the API document cannot forbid it) is no window.
+            prefs = replace(prefs, quiet_hours=None if start == end else QuietHours(start, end))
         else:
             raise PreferencesError('quiet_hours: expected {"start": "HH:MM", "end": "HH:MM"} or null')
     if "digest_hour" in body:

@@ -142,9 +142,12 @@ async def test_read_read_all_archive_and_count(
     assert newest not in [i["id"] for i in (await _items(client, t, "field_worker"))["items"]]
     assert (await client.delete(f"/api/v1/me/notifications/{newest}", headers=t.auth())).status_code == 404
     # Bad input: clear 4xx.
-    for params, code in (({"limit": "0"}, "invalid_query"), ({"cursor": "nope"}, "invalid_cursor")):
+    for params, status, code in (
+        ({"limit": "0"}, 400, "invalid_query"),
+        ({"cursor": "nope"}, 404, "invalid_cursor"),
+    ):
         bad = await client.get("/api/v1/me/notifications", params=params, headers=t.auth())
-        assert bad.status_code == 400 and bad.json()["error"]["code"] == code
+        assert bad.status_code == status and bad.json()["error"]["code"] == code
     assert (await client.post("/api/v1/me/notifications/x/read", headers=t.auth())).status_code == 404
     assert (await client.get("/api/v1/me/notifications")).status_code == 401
 

@@ -145,7 +145,7 @@ openapi.describe(
 
 
 # --- preferences ------------------------------------------------------------------------
-PREFERENCES_SCHEMA = {
+PREFERENCES_SCHEMA: dict[str, dict[str, Any]] = {
     "Preferences": {
         "type": "object",
         "properties": {
@@ -182,6 +182,24 @@ PREFERENCES_SCHEMA = {
             "effective_locale": {"type": "string", "readOnly": True},
         },
     }
+}
+
+
+_WRITABLE = {
+    name: schema
+    for name, schema in PREFERENCES_SCHEMA["Preferences"]["properties"].items()
+    if not schema.get("readOnly")
+}
+PREFERENCES_SCHEMA["PreferencesUpdate"] = {
+    "type": "object",
+    "description": "Fields absent are kept; read-only fields of a GET answer sent back are ignored",
+    "properties": {
+        **_WRITABLE,
+        "digest_hour": {"type": "integer", "minimum": 0, "maximum": 23, "nullable": True},
+        "digest_frequency": {"type": "string", "enum": list(preferences.DIGEST_FREQUENCIES)},
+        **{name: {} for name in preferences.READ_ONLY_FIELDS},
+    },
+    "additionalProperties": False,
 }
 
 
@@ -228,7 +246,7 @@ openapi.describe(
         "summary": "Change notification preferences (fields absent from the body are kept)",
         "operationId": "putPreferences",
         "security": openapi.BEARER,
-        "requestBody": openapi.json_body("Preferences"),
+        "requestBody": openapi.json_body("PreferencesUpdate"),
         "responses": {"200": openapi.json_response("Preferences"), **openapi.errors(400, 401, 404, 413)},
     },
     PREFERENCES_SCHEMA,

@@ -111,6 +111,7 @@ _READ_ONLY = {
     "digest_active",
     "digest_suppressed",
 }
+READ_ONLY_FIELDS = tuple(sorted(_READ_ONLY))  # accepted in an update and ignored (the API document)
 
 
 def apply_update(current: Preferences, body: Any) -> tuple[Preferences, ProfileUpdate]:

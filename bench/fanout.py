@@ -1,10 +1,12 @@
 """WebSocket fan-out: the hub (Centrifugo protocol, Redis broker) against python-socketio
 with its Redis manager (AsyncRedisManager), same Redis, same machine, same run.
 
-Each server runs in its own process; this process holds N raw WebSocket clients (one
-protocol-level client per connection, the same cost for both sides) and publishes
-through Redis, the way a second server instance would: the hub via its broker (history +
-PUB/SUB), socket.io via a write-only ``AsyncRedisManager``.
+Each server runs in its own process; the N raw WebSocket clients (one protocol-level client
+per connection, the same cost for both sides) are spread over ``--client-procs`` processes
+(uvloop), so the load generator is not one busy interpreter; this process publishes through
+Redis, the way a second server instance would: the hub via its broker (history + PUB/SUB),
+socket.io via a write-only ``AsyncRedisManager``, and gathers what the client processes
+measured.
 
 Figures: publish→receive latency (p50/p99 over paced publications), deliveries per second
 (burst of publications to all N clients), and server memory per idle connection (RSS
@@ -14,6 +16,7 @@ Usage: ``.venv/bin/python bench/fanout.py --clients 2000 --write`` (``--write`` 
 ``## Fan-out`` section of bench/RESULTS.md).
 """
 
+# ruff: noqa: E501  (Markdown templates)
 from __future__ import annotations
 
 import argparse
@@ -449,7 +452,7 @@ async def run(settings: Any, n: int, paced: int, burst: int, workers: int) -> li
     return results
 
 
-def report(results: list[Result], command: str) -> str:
+def report(results: list[Result], command: str, workers: int) -> str:
     from importlib.metadata import version
 
     lines = [
@@ -459,12 +462,13 @@ def report(results: list[Result], command: str) -> str:
         f"Python {platform.python_version()}, "
         f"python-socketio {version('python-socketio')}, uvicorn {version('uvicorn')}).",
         "",
-        "One channel / room, every client subscribed; the server in its own process, all clients in the "
-        "bench process (raw protocol-level WebSocket clients, same cost for both sides); publications go "
-        "through the same Redis. Latency: paced publications (one every 250 ms), publish→receive across "
-        "all clients. "
-        "Deliveries/s: a burst published back to back until every client has every message. "
-        "Memory: server RSS growth after all clients connected and subscribed, per connection.",
+        "One channel / room, every client subscribed; the server in its own process, the clients spread over "
+        f"{workers} client processes (raw protocol-level WebSocket clients on uvloop, same cost for both sides); "
+        "publications go through the same Redis, from this process. Latency: paced publications (one every "
+        "250 ms), publish→receive across all clients. Deliveries/s: a burst published back to back, until "
+        "every client has every message (first publish → last receive). Memory: server RSS growth after all "
+        f"clients connected and subscribed, per connection. Load average at the end {os.getloadavg()[0]:.1f} "
+        "(the machine is shared).",
         "",
         "| server | clients | p50 latency | p99 latency | deliveries/s "
         "| memory per idle connection | connect all |",
@@ -476,6 +480,18 @@ def report(results: list[Result], command: str) -> str:
             f"{r.kib_per_conn:.1f} KiB | {r.connect_s:.1f} s |"
         )
     lines.append("")
+    for n in sorted({r.clients for r in results}):
+        hub = next(r for r in results if r.clients == n and r.name.startswith("BuildPeer"))
+        sio = next(r for r in results if r.clients == n and not r.name.startswith("BuildPeer"))
+        lines.append(
+            f"- **{n:,} clients: {hub.deliveries_per_s / sio.deliveries_per_s:.1f}x python-socketio's deliveries/s, "
+            f"{hub.p99_ms / sio.p99_ms:.2f}x its p99** (p50 {hub.p50_ms / sio.p50_ms:.2f}x; memory per idle "
+            f"connection {hub.kib_per_conn:.1f} vs {sio.kib_per_conn:.1f} KiB). Burst deliveries received: "
+            f"{hub.delivered:,}/{hub.expected:,} and {sio.delivered:,}/{sio.expected:,}."
+        )
+    lines.append("")
+    lines.append("Targets: ≥ 5x python-socketio's deliveries/s and ≤ 0.25x its p99 at both sizes.")
+    lines.append("")
     return "\n".join(lines) + "\n"
 
 
@@ -486,7 +502,9 @@ def main() -> None:
     )
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--redis", default="")
-    parser.add_argument("--clients", type=int, default=2000)
+    parser.add_argument(
+        "--clients", default="2000,5000", help="client counts, comma-separated (one run each)"
+    )
     parser.add_argument("--paced", type=int, default=20)
     parser.add_argument("--burst", type=int, default=20)
     parser.add_argument("--client-procs", type=int, default=3, help="processes holding the clients")
@@ -497,7 +515,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     if args.mode == "clients":
-        run_clients(args.kind, args.url, args.clients, args.token, args.channel)
+        run_clients(args.kind, args.url, int(args.clients), args.token, args.channel)
         return
     if args.mode == "serve-hub":
         serve_hub(args.port)
@@ -510,9 +528,13 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     with services() as settings:
-        results = asyncio.run(run(settings, args.clients, args.paced, args.burst, args.client_procs))
+        results = [
+            result
+            for n in (int(c) for c in args.clients.split(","))
+            for result in asyncio.run(run(settings, n, args.paced, args.burst, args.client_procs))
+        ]
     command = ".venv/bin/python bench/fanout.py " + " ".join(a for a in sys.argv[1:] if a != "--write")
-    section = report(results, command.strip())
+    section = report(results, command.strip(), args.client_procs)
     print(section)
     if args.write:
         write_section(HEADING, section)

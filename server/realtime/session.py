@@ -76,6 +76,7 @@ class ClientNode(Protocol):
 
 class Session:
     __slots__ = (
+        "_connecting",
         "_done",
         "_expiry",
         "_ping_sent",
@@ -109,6 +110,7 @@ class Session:
         self._ping_sent = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._expiry: asyncio.TimerHandle | None = None
+        self._connecting = False  # a connect command is being answered (not stale)
         self._reader: asyncio.Task[Any] | None = None
         self._done = asyncio.Event()
 
@@ -249,6 +251,11 @@ class Session:
         if self.closed:
             return
         if self.principal is None:
+            if self._connecting:  # its connect is queued behind others (a reconnect storm)
+                self._timer = asyncio.get_running_loop().call_later(
+                    self.config.ping_interval, self._on_ping_timer
+                )
+                return
             self.disconnect(p.STALE)  # never authenticated
             return
         self._ping_sent = time.monotonic()
@@ -300,7 +307,11 @@ class Session:
     async def _cmd_connect(self, command: p.Command) -> None:
         if self.principal is not None:
             raise p.ProtocolViolation("already connected")
-        principal = await self._verify(command.params)
+        self._connecting = True
+        try:
+            principal = await self._verify(command.params)
+        finally:
+            self._connecting = False
         if self.closed:
             return
         self.principal = principal

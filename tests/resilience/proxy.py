@@ -1,11 +1,12 @@
 """A tiny TCP proxy on 127.0.0.1 for fault tests, run in its own thread and event loop.
 
 It forwards every connection to the first of its ``targets`` that accepts one (a load
-balancer that fails over when an instance dies). ``refuse()`` cuts every open connection and
-closes the listening socket (the port answers "connection refused", as an unreachable
-endpoint does); ``stall()`` keeps accepting but forwards nothing (a peer that hangs);
-``forward()`` listens again on the same port. ``accepted`` counts connections that
-reached the proxy, which tells how often a client tried.
+balancer that fails over when an instance dies); with ``round_robin=True`` each new
+connection starts at the next target (a balancer spreading clients over every instance).
+``refuse()`` cuts every open connection and closes the listening socket (the port answers
+"connection refused", as an unreachable endpoint does); ``stall()`` keeps accepting but
+forwards nothing (a peer that hangs); ``forward()`` listens again on the same port.
+``accepted`` counts connections that reached the proxy, which tells how often a client tried.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ Mode = Literal["forward", "stall", "refuse"]
 
 
 class TcpProxy:
-    def __init__(self, *targets: tuple[str, int], port: int | None = None) -> None:
+    def __init__(self, *targets: tuple[str, int], port: int | None = None, round_robin: bool = False) -> None:
         self.targets = list(targets)
+        self.round_robin = round_robin
+        self._next = 0
         self.port = port or free_port()
         self.mode: Mode = "forward"
         self.accepted = 0
@@ -105,7 +108,10 @@ class TcpProxy:
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         error: OSError = ConnectionRefusedError("no target")
-        for target in self.targets:
+        start = 0
+        if self.round_robin:
+            start, self._next = self._next, (self._next + 1) % len(self.targets)
+        for target in self.targets[start:] + self.targets[:start]:
             try:
                 return await asyncio.open_connection(*target)
             except OSError as exc:

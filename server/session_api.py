@@ -196,7 +196,8 @@ def _document() -> None:
                             "can_upload": {"type": "boolean"},
                         },
                     }
-                ),
+                )
+                | {"links": ME_LINKS},
                 **oa.errors(401, 403, 429),
             },
         },
@@ -204,4 +205,17 @@ def _document() -> None:
 
 
 UUID = {"type": "string", "format": "uuid"}
+_FIRST_PROJECT = "$response.body#/projects/0/id"
+ME_LINKS = {  # the caller's projects feed the routes that need one (stateful tests reach uploads)
+    "ProjectUploads": {"operationId": "listProjectUploads", "parameters": {"project_id": _FIRST_PROJECT}},
+    "CreateMultipart": {
+        "operationId": "s3CreateMultipart",
+        "requestBody": {
+            "filename": "plano.pdf",
+            "type": "application/pdf",
+            "size": 12582912,
+            "metadata": {"projectId": _FIRST_PROJECT},
+        },
+    },
+}
 _document()

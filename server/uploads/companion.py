@@ -377,12 +377,12 @@ async def complete(request: Request) -> Response:
         for number, etag in submitted:
             part = stored.get(number)
             if part is None:
-                raise ApiError(400, "part_missing", f"part {number} was not uploaded")
+                raise ApiError(409, "part_missing", f"part {number} was not uploaded")
             if s3ops.normalize_etag(part["ETag"]) != s3ops.normalize_etag(etag):
-                raise ApiError(400, "etag_mismatch", f"part {number}: ETag does not match the stored part")
+                raise ApiError(409, "etag_mismatch", f"part {number}: ETag does not match the stored part")
         declared_sha256 = row["declared_sha256"]
         if file_sha256 and declared_sha256 and file_sha256 != declared_sha256:
-            raise ApiError(400, "checksum_mismatch", "sha256 differs from the one declared at create")
+            raise ApiError(409, "checksum_mismatch", "sha256 differs from the one declared at create")
         total = sum(int(stored[n]["Size"]) for n, _ in submitted)
         declared = row["size_bytes"]
         if total > ctx.settings.max_upload_bytes:
@@ -393,7 +393,7 @@ async def complete(request: Request) -> Response:
         elif declared and total != declared:
             reason = ReasonCode.SIZE_MISMATCH
             failure = ApiError(
-                400, "size_mismatch", f"the parts add up to {total} bytes, not the {declared} declared"
+                409, "size_mismatch", f"the parts add up to {total} bytes, not the {declared} declared"
             )
         if failure is not None:
             # Abort now (not after the bucket's 24-hour lifecycle rule): the parts are discarded.

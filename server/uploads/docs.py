@@ -152,6 +152,22 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
+# OpenAPI links: what a create answers feeds the routes acting on that upload (stateful tests).
+_S3_UPLOAD = {"uploadId": "$response.body#/uploadId", "key": "$response.body#/key"}
+MULTIPART_LINKS = {
+    "ListParts": {"operationId": "s3ListParts", "parameters": _S3_UPLOAD},
+    "SignPart": {"operationId": "s3SignPart", "parameters": {**_S3_UPLOAD, "partNumber": 1}},
+    "SignBatch": {"operationId": "s3SignBatch", "parameters": {**_S3_UPLOAD, "partNumbers": "1"}},
+    "Complete": {"operationId": "s3Complete", "parameters": _S3_UPLOAD},
+    "Abort": {"operationId": "s3Abort", "parameters": _S3_UPLOAD},
+}
+_UPLOAD = {"upload_id": "$response.body#/id"}
+UPLOAD_LINKS = {
+    "GetUpload": {"operationId": "getUpload", "parameters": _UPLOAD},
+    "ReportProgress": {"operationId": "reportProgress", "parameters": _UPLOAD},
+    "DownloadOriginal": {"operationId": "downloadOriginal", "parameters": _UPLOAD},
+    "DeleteUpload": {"operationId": "deleteUpload", "parameters": _UPLOAD},
+}
 _PART = "(10000|[1-9][0-9]{0,3})"
 PART_NUMBERS = f"^{_PART}(,{_PART})*$"  # 1..10000 (at most 1,000 distinct per batch)
 UPLOAD_ID = path_param("uploadId", {"type": "string", "minLength": 1}, "S3 multipart uploadId")
@@ -185,7 +201,7 @@ def document() -> None:
                     "required": True,
                     "style": "deepObject",
                     "explode": True,
-                    "schema": METADATA,
+                    "schema": {**METADATA, "properties": {"projectId": UUID, "size": SINGLE_SIZE}},
                 },
             ],
             "responses": {
@@ -207,7 +223,8 @@ def document() -> None:
                             "id": UUID,
                         },
                     }
-                ),
+                )
+                | {"links": UPLOAD_LINKS},
                 **errors(400, 401, 403, 404, 413, 415, 429),
             },
         },
@@ -235,7 +252,8 @@ def document() -> None:
                             "partSize": {"type": "integer", "nullable": True},
                         },
                     }
-                ),
+                )
+                | {"links": {**MULTIPART_LINKS, **UPLOAD_LINKS}},
                 **errors(400, 401, 403, 404, 413, 415, 429),
             },
         },
@@ -339,7 +357,8 @@ def document() -> None:
             "summary": "Complete a multipart upload (Companion)",
             "description": "Conditional (If-None-Match: *): never replaces an existing object (409 "
             "object_exists). Parts adding up to another size than declared abort the S3 upload at once "
-            "and fail the upload (400 size_mismatch).",
+            "and fail the upload (409 size_mismatch); a part not stored or with another ETag is 409 "
+            "(part_missing, etag_mismatch), and so is a sha256 other than the declared one.",
             "operationId": "s3Complete",
             "security": BEARER,
             "parameters": [UPLOAD_ID, KEY],

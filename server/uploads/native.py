@@ -38,7 +38,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
             raise ValueError("naive")
         return created, uuid.UUID(ident)
     except (ValueError, UnicodeDecodeError, binascii.Error):
-        raise bad_request("cursor is not one this API returned", "invalid_cursor") from None
+        # opaque: the document cannot check it, so the page it names does not exist (404)
+        raise ApiError(404, "invalid_cursor", "cursor is not one this API returned") from None
 
 
 def parse_limit(raw: str | None) -> int:

@@ -200,7 +200,7 @@ async def test_complete_checks_every_etag_and_abort_marks_failed(
     wrong = await client.post(
         url, params={"key": mp.key}, json={"parts": [{"PartNumber": 1, "ETag": '"0000"'}]}, headers=headers
     )
-    assert wrong.status_code == 400 and wrong.json()["error"]["code"] == "etag_mismatch"
+    assert wrong.status_code == 409 and wrong.json()["error"]["code"] == "etag_mismatch"
     assert wrong.json()["message"]  # Uppy shows the top-level message
     missing = await client.post(
         url,
@@ -208,7 +208,7 @@ async def test_complete_checks_every_etag_and_abort_marks_failed(
         json={"parts": [{"PartNumber": 1, "ETag": etag}, {"PartNumber": 2, "ETag": etag}]},
         headers=headers,
     )
-    assert missing.status_code == 400 and missing.json()["error"]["code"] == "part_missing"
+    assert missing.status_code == 409 and missing.json()["error"]["code"] == "part_missing"
 
     r = await client.delete(f"/s3/multipart/{mp.upload_id}", params={"key": mp.key}, headers=headers)
     assert r.status_code == 200 and r.json() == {}

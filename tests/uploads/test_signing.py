@@ -99,7 +99,7 @@ async def test_declared_sha256_is_stored_and_signed_into_every_part(
         json={"parts": parts, "sha256": hashlib.sha256(b"other").hexdigest()},
         headers=h,
     )
-    assert wrong.status_code == 400 and wrong.json()["error"]["code"] == "checksum_mismatch"
+    assert wrong.status_code == 409 and wrong.json()["error"]["code"] == "checksum_mismatch"
     done = await client.post(
         f"/s3/multipart/{mp['uploadId']}/complete",
         params=q,
@@ -161,7 +161,7 @@ async def test_complete_that_does_not_add_up_aborts_the_s3_upload_at_once(
         json={"parts": [{"PartNumber": 1, "ETag": short.headers["etag"]}]},
         headers=h,
     )
-    assert r.status_code == 400 and r.json()["error"]["code"] == "size_mismatch", r.text
+    assert r.status_code == 409 and r.json()["error"]["code"] == "size_mismatch", r.text
     listed = s3.list_multipart_uploads(Bucket=settings.bucket, Prefix=mp.key).get("Uploads", [])
     assert [u for u in listed if u["UploadId"] == mp.upload_id] == []  # not left for the 24-hour rule
     doc = (await client.get(f"/api/v1/uploads/{mp.id}", headers=h)).json()

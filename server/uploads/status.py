@@ -1,15 +1,18 @@
 """``GET /api/v1/uploads/{id}``: the status document through Redis.
 
 A poll is one Redis round trip (``MGET`` of the document and the caller's cached right to
-read it); only a miss reads PostgreSQL, in one statement, and refills both keys. Another
-tenant's id is a different Redis key and invisible in PostgreSQL: 404.
+read it); only a miss reads PostgreSQL, in one statement, and refills both keys (misses of
+one caller that land together share that read). Another tenant's id is a different Redis key
+and invisible in PostgreSQL: 404.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import orjson
@@ -72,6 +75,11 @@ class UploadStatusEndpoint:
     ``Response`` objects, one pass over the headers, one Redis round trip on a hit.
     Errors are raised as everywhere else (the app's exception handlers answer them)."""
 
+    def __init__(self) -> None:
+        # Misses being read through, per (tenant, user, upload): when the cached entry expires
+        # under many pollers, the ones that miss together share one PostgreSQL read.
+        self._flights: dict[str, asyncio.Future[tuple[bytes | None, bool]]] = {}
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope["app"].state
         authorization = if_none_match = ""
@@ -101,7 +109,10 @@ class UploadStatusEndpoint:
             )
             allowed = None if right is None else right == _ALLOWED
         if raw is None or allowed is None:
-            raw, allowed = await _read_through(state.pool, cache, principal, uuid.UUID(upload), raw)
+            raw, allowed = await self._read_once(
+                f"{tenant}:{user}:{upload}",
+                lambda: _read_through(state.pool, cache, principal, uuid.UUID(upload), raw),
+            )
             if raw is None:
                 raise not_found("upload")
         if not allowed:
@@ -114,6 +125,23 @@ class UploadStatusEndpoint:
             headers = [(b"content-length", b"%d" % len(raw)), _JSON, (b"etag", etag), _NO_CACHE]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    async def _read_once(
+        self, key: str, read: Callable[[], Awaitable[tuple[bytes | None, bool]]]
+    ) -> tuple[bytes | None, bool]:
+        """``read()``, or the result of the same read already in flight (its error too)."""
+        flight = self._flights.get(key)
+        if flight is None:
+            flight = asyncio.ensure_future(read())
+            self._flights[key] = flight
+            flight.add_done_callback(lambda done: self._landed(key, done))
+        return await asyncio.shield(flight)  # a poller that goes away leaves the read to the others
+
+    def _landed(self, key: str, flight: asyncio.Future[tuple[bytes | None, bool]]) -> None:
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+        if not flight.cancelled():
+            flight.exception()  # retrieved here: every waiter may have gone
 
 
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -78,6 +79,26 @@ async def test_1000_polls_cost_at_most_one_database_read(
         assert reads <= 1, reads
         assert counting.acquired <= 1, counting.acquired
     assert reads >= 1 and counting.acquired >= 1  # the first poll was a miss
+
+
+async def test_concurrent_misses_share_one_database_read(
+    client: httpx.AsyncClient, tenant: TenantFixture, redis: RedisClient, app: Any
+) -> None:
+    """The entry expires under many pollers at once: those that miss together wait for one
+    read-through instead of each reading PostgreSQL."""
+    h = tenant.auth("investor")
+    mp = await create_multipart(client, tenant.auth("field_worker"), tenant.projects[0])
+    await redis.delete(cache_key(tenant.tenant_id, mp.id))
+    counting = app.state.pool = CountingPool(app.state.pool)
+    try:
+        replies = await asyncio.gather(
+            *(client.get(f"/api/v1/uploads/{mp.id}", headers=h) for _ in range(50))
+        )
+    finally:
+        app.state.pool = counting.pool
+    assert {r.status_code for r in replies} == {200}
+    assert len({r.content for r in replies}) == 1
+    assert counting.acquired == 1, counting.acquired
 
 
 async def test_etag_and_not_modified(client: httpx.AsyncClient, tenant: TenantFixture) -> None:

@@ -17,11 +17,17 @@ metrics and shutdown as the WebSocket. Responses say ``X-Accel-Buffering: no`` a
 ``Cache-Control: no-store``. The session id the connect reply names is a 192-bit secret
 known only to the stream's reader; an ``/emulation`` request naming it with another user's
 bearer token is refused (403), an unknown one is 404 (the SDK then reconnects).
+
+Several processes or instances: a request for a stream held elsewhere (its ``node`` is not
+this process's) is forwarded through the broker's control channel, as Centrifugo does, and
+the process holding the stream feeds it (after the same caller check) — so ``buildpeer
+serve --workers N`` and instances behind a load balancer need no stickiness.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import secrets
@@ -38,6 +44,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from server.auth import AuthError
 from server.realtime import protocol as p
+from server.realtime.broker import BrokerUnavailable
 from server.realtime.codec import JSON, PROTOBUF, Codec, Frame
 from server.realtime.node import Node
 from server.realtime.proto import centrifugo_client_pb2 as pb
@@ -136,12 +143,54 @@ class StreamTransport:
             await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
+_FORWARD = b"buildpeer-emulation\n"  # control messages carrying /emulation commands
+
+
 class EmulationSessions:
-    """The streams of this process by session id (for ``/emulation``)."""
+    """The streams of this process by session id (for ``/emulation``), and the commands
+    other processes forward to them through the broker."""
 
     def __init__(self) -> None:
         self.node_id = str(uuid.uuid4())
         self._sessions: dict[str, Session] = {}
+        self._nodes: set[int] = set()
+
+    def attach(self, node: Node) -> None:
+        """Take forwarded commands from ``node``'s control channel (once per node)."""
+        if id(node) not in self._nodes:
+            self._nodes.add(id(node))
+            node.control_handlers.append(self.on_control)
+
+    @staticmethod
+    def forward_message(node_id: str, session_id: str, caller: str, frame: Frame) -> bytes:
+        binary = isinstance(frame, bytes)
+        data = base64.b64encode(frame).decode() if isinstance(frame, bytes) else frame
+        body = {"node": node_id, "session": session_id, "caller": caller, "binary": binary, "data": data}
+        return _FORWARD + orjson.dumps(body)
+
+    def on_control(self, data: bytes) -> bool:
+        if not data.startswith(_FORWARD):
+            return False
+        try:
+            body = orjson.loads(data[len(_FORWARD) :])
+            if body["node"] != self.node_id:
+                return True  # another process's stream
+            session = self._sessions.get(body["session"])
+            frame: Frame = base64.b64decode(body["data"]) if body["binary"] else str(body["data"])
+            caller = str(body["caller"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            log.error("emulation: bad forwarded command: %s", exc)
+            return True
+        if session is None or session.closed or session.codec.binary != isinstance(frame, bytes):
+            return True
+        owner = session.principal
+        if caller and (owner is None or caller != f"{owner.tenant_id}:{owner.user_id}"):
+            log.warning("emulation: forwarded command for another user's session refused")
+            return True
+        transport = session.transport
+        if isinstance(transport, StreamTransport):
+            transport.feed(frame)
+        return True
 
     def adder(self, session_id: str) -> Callable[[Session], None]:
         def add(session: Session) -> None:
@@ -252,6 +301,7 @@ class StreamEndpoint:
                 "headers": [(b"content-type", content_type), *_STREAM_HEADERS],
             }
         )
+        self.sessions.attach(node)
         transport = StreamTransport(send, codec, sse=self.sse, node_id=self.sessions.node_id)
         transport.feed(first)
         watcher = asyncio.create_task(_watch_disconnect(receive, transport), name="stream-disconnect")
@@ -288,8 +338,11 @@ class EmulationEndpoint:
         if parsed is None:
             await _respond(send, 400, b"not an emulation request")
             return
-        session_id, frame = parsed
+        session_id, node_id, frame = parsed
         session = self.sessions.get(session_id)
+        if session is None and node_id and node_id != self.sessions.node_id:
+            await self._forward(node, scope, send, session_id, node_id, frame)
+            return
         if session is None or session.closed:
             # not a stream of this process (gone, or never): the SDK reconnects
             await _respond(send, 404, b"unknown session")
@@ -309,8 +362,33 @@ class EmulationEndpoint:
             return
         await _respond(send, 200)
 
+    async def _forward(
+        self, node: Node, scope: Scope, send: Send, session_id: str, node_id: str, frame: Frame
+    ) -> None:
+        """The stream is another process's: its commands go there through the broker."""
+        caller = ""
+        authorization = _header(scope, b"authorization")
+        if authorization:
+            scheme, _, token = authorization.partition(" ")
+            try:
+                if scheme.lower() != "bearer" or not token:
+                    raise AuthError("unauthorized", "bearer token expected")
+                principal = await node.verify_token(token.strip())
+            except AuthError:
+                await _respond(send, 401, b"unauthorized: invalid token")
+                return
+            caller = f"{principal.tenant_id}:{principal.user_id}"
+        try:
+            await node.broker.publish_control(
+                EmulationSessions.forward_message(node_id, session_id, caller, frame)
+            )
+        except BrokerUnavailable:
+            await _respond(send, 503, b"broker unavailable")
+            return
+        await _respond(send, 200)
 
-def _parse_request(raw: bytes, *, binary: bool) -> tuple[str, Frame] | None:
+
+def _parse_request(raw: bytes, *, binary: bool) -> tuple[str, str, Frame] | None:
     if binary:
         request = pb.EmulationRequest()
         try:
@@ -319,21 +397,21 @@ def _parse_request(raw: bytes, *, binary: bool) -> tuple[str, Frame] | None:
             return None
         if not request.session or not request.data:
             return None
-        return request.session, bytes(request.data)
+        return request.session, request.node, bytes(request.data)
     try:
         body: Any = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
     if not isinstance(body, dict):
         return None
-    session_id, data = body.get("session"), body.get("data")
-    if not isinstance(session_id, str) or not session_id:
+    session_id, data, node_id = body.get("session"), body.get("data"), body.get("node", "")
+    if not isinstance(session_id, str) or not session_id or not isinstance(node_id, str):
         return None
     if isinstance(data, dict):
         data = orjson.dumps(data).decode()
     if not isinstance(data, str) or not data:
         return None
-    return session_id, data
+    return session_id, node_id, data
 
 
 async def _caller_refusal(node: Node, scope: Scope, session: Session) -> bytes | None:

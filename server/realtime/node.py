@@ -113,6 +113,9 @@ class Node:
         self._releases: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
+        # Other control messages on the broker's channel (e.g. ``/emulation`` commands for a
+        # stream held by this process): each handler answers ``True`` when it took one.
+        self.control_handlers: list[Callable[[bytes], bool]] = []
 
     # --- lifecycle ---
 
@@ -524,6 +527,11 @@ class Node:
         await self.control.access_changed(tenant_id, user_id)
 
     def _on_control(self, data: bytes) -> None:
+        for handler in self.control_handlers:
+            if handler(data):
+                return
+        if not data.startswith(b"{"):
+            return  # another kind of control message, for a handler this process has not
         try:
             message = ControlMessage.decode(data)
         except BadControlMessage as exc:

@@ -144,6 +144,43 @@ async def test_another_users_session_id_is_refused(rt_server: Any, make_tenant: 
             await ctx.__aexit__(None, None, None)
 
 
+async def test_emulation_requests_reaching_another_instance_are_forwarded(
+    rt_server: Any, make_tenant: Any
+) -> None:
+    """The stream on instance A, its /emulation requests on instance B (another worker or
+    task behind the balancer): B forwards them through the broker; A checks the caller."""
+    a, b = rt_server(), rt_server()
+    t, other = await make_tenant(), await make_tenant()
+    async with httpx.AsyncClient(timeout=10) as client:
+        ctx, lines, reply = await _open_stream(client, a.url, t.tokens["field_worker"])
+        try:
+            session, node = reply["connect"]["session"], reply["connect"]["node"]
+
+            def command(cid: int) -> dict[str, Any]:
+                sub = (
+                    {"id": cid, "subscribe": {"channel": f"project:{t.projects[0]}"}}
+                    if cid == 2
+                    else {"id": cid, "ping": {}}
+                )
+                return {"session": session, "node": node, "data": orjson.dumps(sub).decode()}
+
+            intruder = {"Authorization": f"Bearer {other.tokens['admin']}"}
+            assert (
+                await client.post(b.url + "/emulation", json=command(7), headers=intruder)
+            ).status_code == 200
+            owner = {"Authorization": f"Bearer {t.tokens['field_worker']}"}
+            assert (
+                await client.post(b.url + "/emulation", json=command(2), headers=owner)
+            ).status_code == 200
+            answer = orjson.loads(await asyncio.wait_for(lines.__anext__(), 10))
+            assert answer["id"] == 2 and "subscribe" in answer  # forwarded and run on A
+            assert (await client.post(b.url + "/emulation", json=command(3))).status_code == 200
+            answer = orjson.loads(await asyncio.wait_for(lines.__anext__(), 10))
+            assert answer == {"id": 3, "ping": {}}  # the intruder's command 7 was never run
+        finally:
+            await ctx.__aexit__(None, None, None)
+
+
 @pytest.mark.parametrize("kind", ["http_stream", "sse"])
 async def test_a_stream_without_a_valid_token_gets_the_centrifugo_code(
     kind: str, rt_server: Any, tenant: Any

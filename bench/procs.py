@@ -58,6 +58,7 @@ def serve(settings: Any, port: int, log_path: Path, **overrides: Any) -> Iterato
             "digest_scheduler_enabled": False,
             "realtime_tenant_connection_limit": 0,
             "log_level": "WARNING",
+            "workers": 1,  # one server process, as every figure so far (override for more)
             **overrides,
         }
     )

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import argparse
+import socket
 
 import uvicorn
 
 from cli import CommandError
+from cli import workers as workers_module
 from core.logging import configure_logging
 from core.settings import Settings
 from server.app import create_app
@@ -14,6 +16,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("serve", help="run the API + WebSocket server")
     parser.add_argument("--host", default=None)
     parser.add_argument("--port", type=int, default=None)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="server processes sharing the port (default BUILDPEER_WORKERS, else the CPU count)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -25,8 +33,25 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.jwt_secret and not settings.jwt_jwks_url:
         raise CommandError("BUILDPEER_JWT_SECRET or BUILDPEER_JWT_JWKS_URL must be set")
     configure_logging(settings.log_level)
-    serve(settings, host=args.host or settings.host, port=args.port or settings.port)
-    return 0
+    host, port = args.host or settings.host, args.port or settings.port
+    workers = args.workers or settings.workers or workers_module.default_workers()
+    if workers < 1:
+        raise CommandError("--workers must be at least 1")
+    if workers == 1:
+        serve(settings, host=host, port=port)
+        return 0
+    if port in workers_module.metrics_ports(settings, workers):
+        raise CommandError("BUILDPEER_METRICS_PORT + worker index must not reach BUILDPEER_PORT")
+    return workers_module.Supervisor(settings, host=host, port=port, workers=workers).run()
+
+
+def serve_on_socket(settings: Settings, sock: socket.socket) -> None:
+    """One worker of ``--workers N``: the app on a socket shared through ``SO_REUSEPORT``."""
+    host, port = sock.getsockname()[:2]
+    try:
+        uvicorn.Server(uvicorn_config(settings, host=host, port=port)).run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
 
 
 def serve(settings: Settings, *, host: str, port: int) -> None:

@@ -205,6 +205,9 @@ class Settings:
     # HTTP server
     host: str = _setting(str, "127.0.0.1", "Bind address of `buildpeer serve`")
     port: int = _setting(_int(0, 65535), 8000, "Port of `buildpeer serve`")
+    workers: int = _setting(
+        _int(0, 256), 0, "Server processes of `buildpeer serve` sharing its port (0 = the CPU count)"
+    )
     metrics_host: str = _setting(str, "127.0.0.1", "Bind address of the internal `/metrics` listener")
     metrics_port: int = _setting(
         _int(0, 65535), 9100, "Port of the internal `/metrics` listener, never the public one (0 = off)"

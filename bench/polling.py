@@ -290,6 +290,7 @@ is the figure of record):
 | the app's Redis pool takes an idle connection without redis-py's condition lock, wait timer and pool metrics when nobody waits (`BlockingConnectionPool.get_connection`: 13.7 % of a poll's samples → 2.1 %); the tracer check no longer reads the environment (`get_tracer_provider()`: 3 %) | 3314e56 | 0.70 (2,231 / 1,572, load average 4) |
 | the server's GC policy (`server/gc_policy.py`): `gc.callbacks` showed 0.85 s of collections for ~12,000 polls (about 70 µs each, two full collections of the 146,000 objects made at start); frozen after start and a young generation of 5,000: 0.15 s. Against a floor left at CPython's defaults this read 0.94–0.97; the floor now runs under the same policy, so the row above counts only the app's own work | 3314e56 | see the row above |
 | canonical upload ids used as sent (no `UUID` parse + format), tenant and user id texts remembered, the status route matched first | 4fa024e | within the noise |
+| concurrent misses of one caller share one PostgreSQL read: with 32 pollers in flight when the 30 s entry expired, each had read it (64 reads in 75 s for one upload; now 2) | bc82121 | (no change in the ratio) |
 
 Where the rest goes (py-spy and in-process A/B runs): the floor's handler served by the full app (every
 middleware, the components running) reaches about 0.8 of that app's real route, i.e. the route's own extra is

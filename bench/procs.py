@@ -47,8 +47,11 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
 
 
 @contextlib.contextmanager
-def serve(settings: Any, port: int, log_path: Path, **overrides: Any) -> Iterator[subprocess.Popen[bytes]]:
-    """``buildpeer serve --port PORT`` with ``settings`` (+ ``overrides``), ready to answer."""
+def serve(
+    settings: Any, port: int, log_path: Path, *, workers: int = 1, **overrides: Any
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``buildpeer serve --port PORT --workers N`` with ``settings`` (+ ``overrides``), ready to
+    answer. One worker by default: a benchmark compares one server process with its peer's."""
     from devstack.process import port_open, wait_until
 
     served = settings.replace(
@@ -63,7 +66,9 @@ def serve(settings: Any, port: int, log_path: Path, **overrides: Any) -> Iterato
         }
     )
     proc = spawn(
-        [sys.executable, "-m", "cli.main", "serve", "--port", str(port)], settings_env(served), log_path
+        [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--workers", str(workers)],
+        settings_env(served),
+        log_path,
     )
     try:
         wait_until(lambda: port_open(port) or proc.poll() is not None, 60, "buildpeer serve")

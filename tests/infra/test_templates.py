@@ -387,3 +387,28 @@ def test_dashboard_body_is_valid_json_with_every_queue() -> None:
     assert {"Queue depth (visible messages)", "Dead-letter queues (must be 0)"} <= titles
     for spec in resources.PROCESSORS:
         assert resources.dead_letter_queue_name("${Stack}", spec.name) in body
+
+
+def test_cache_cluster_mode_is_a_parameter_the_app_follows() -> None:
+    data, main, service = load("data.yaml"), load("main.yaml"), load("service.yaml")
+    for name in ("CacheClusterMode", "CacheShards", "CacheReplicasPerShard"):
+        assert name in data["Parameters"] and name in main["Parameters"]
+        assert main["Resources"]["Data"]["Properties"]["Parameters"][name] == {"Ref": name}
+    cache = data["Resources"]["Cache"]["Properties"]
+    assert cache["NumNodeGroups"] == {
+        "Fn::If": ["CacheIsCluster", {"Ref": "CacheShards"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert cache["ClusterMode"] == {"Fn::If": ["CacheIsCluster", "enabled", "disabled"]}
+    assert cache["TransitEncryptionEnabled"] is True and "AuthToken" in cache  # TLS + AUTH in both modes
+    url = data["Outputs"]["RedisUrl"]["Value"]["Fn::If"]
+    assert (
+        url[0] == "CacheIsCluster"
+        and "ConfigurationEndPoint" in str(url[1])
+        and "PrimaryEndPoint" in str(url[2])
+    )
+    assert main["Resources"]["Service"]["Properties"]["Parameters"]["RedisCluster"] == {
+        "Fn::GetAtt": ["Data", "Outputs.RedisCluster"]
+    }
+    (container,) = service["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert env["BUILDPEER_REDIS_CLUSTER"] == {"Ref": "RedisCluster"} and env["BUILDPEER_WORKERS"] == "2"

@@ -9,6 +9,7 @@
 // reason shown), saves a screenshot and reports what it saw (statuses in order, rows,
 // thumbnails, publications received, console errors).
 
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 
 import { drive } from './browser.mjs';
@@ -102,4 +103,27 @@ await drive(report, input.timeoutMs, input.screenshot, async (page, step) => {
   report.uppyComplete = (await page.locator('.uppy-StatusBar.is-complete').count()) > 0;
   await page.screenshot({ path: input.screenshot, fullPage: true });
   step('screenshot');
+
+  // Open the ready file (the download route's presigned GET), then delete the failed one.
+  if (input.openName) {
+    const id = report.rows[input.openName]?.id;
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.click(`tr.upload[data-upload-id="${id}"] button.action-open`),
+    ]);
+    const bytes = await readFile(await download.path());
+    report.downloaded = { sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length, name: download.suggestedFilename() };
+    step('ready file opened');
+  }
+  if (input.deleteName) {
+    const id = report.rows[input.deleteName]?.id;
+    await page.click(`tr.upload[data-upload-id="${id}"] button.action-delete`);
+    await page.waitForSelector(`tr.upload[data-upload-id="${id}"]`, { state: 'detached' });
+    report.afterDelete = {
+      count: await page.textContent('.count'),
+      connection: await page.textContent('#connection'),
+      rows: await page.locator('tr.upload').count(),
+    };
+    step('failed file deleted');
+  }
 });

@@ -7,6 +7,7 @@ through the stock centrifuge SDK on the real hub. The screenshot is saved as
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 import shutil
@@ -106,6 +107,8 @@ async def test_uploads_go_live_to_ready_with_thumbnail_or_failed_with_reason(
             "token": tenant.tokens["field_worker"],
             "screenshot": str(screenshot),
             "timeoutMs": BROWSER_TIMEOUT_MS,
+            "openName": FILE_NAME,
+            "deleteName": BROKEN_NAME,
             "files": [
                 {"path": str(photo), "name": FILE_NAME, "mimeType": "image/jpeg", "expect": "ready"},
                 {"path": str(broken), "name": BROKEN_NAME, "mimeType": "image/jpeg", "expect": "failed"},
@@ -155,13 +158,18 @@ async def test_uploads_go_live_to_ready_with_thumbnail_or_failed_with_reason(
             "SELECT status, file_name, size_bytes FROM uploads WHERE upload_id = $1", uuid.UUID(ready["id"])
         )
         kinds = await conn.fetch("SELECT kind FROM derivatives WHERE upload_id = $1", uuid.UUID(ready["id"]))
-        bad = await conn.fetchval(
-            "SELECT reason_code FROM uploads WHERE upload_id = $1", uuid.UUID(failed["id"])
-        )
     assert db is not None and db["status"] == "ready" and db["file_name"] == FILE_NAME
     assert db["size_bytes"] == photo.stat().st_size  # Uppy sent the size in the file meta
     assert {"thumb-200", "thumb-800"} <= {k["kind"] for k in kinds}
-    assert failed["reason"] == REASONS_ES[bad]
+    assert failed["reason"] in REASONS_ES.values()  # its row is deleted below (the reason goes with it)
+
+    # Opening the ready file downloads exactly its bytes; the deleted one leaves the live list.
+    assert report["downloaded"]["sha256"] == hashlib.sha256(photo.read_bytes()).hexdigest()
+    assert report["downloaded"]["size"] == photo.stat().st_size
+    assert report["afterDelete"] == {"count": "1 archivo", "connection": "En vivo", "rows": 1}
+    async with tenant_transaction(pool, tenant.tenant_id) as conn:
+        gone = await conn.fetchval("SELECT status FROM uploads WHERE upload_id = $1", uuid.UUID(failed["id"]))
+    assert gone == "deleted"
 
 
 async def test_sign_in_roles_and_errors_in_the_browser(

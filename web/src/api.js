@@ -16,10 +16,11 @@ export class Api {
     this.token = token;
   }
 
-  async get(path) {
+  async get(path, method = 'GET') {
     let response;
     try {
       response = await fetch(new URL(path, this.origin), {
+        method,
         headers: { authorization: `Bearer ${this.token}`, accept: 'application/json' },
         cache: 'no-store',
       });
@@ -28,7 +29,7 @@ export class Api {
     }
     let body = null;
     try {
-      body = await response.json();
+      body = response.status === 204 ? null : await response.json();
     } catch {
       body = null;
     }
@@ -52,6 +53,16 @@ export class Api {
 
   upload(uploadId) {
     return this.get(`/api/v1/uploads/${encodeURIComponent(uploadId)}`);
+  }
+
+  /** A short-lived download URL of a ready upload's scanned original: {url, expires_in, ...}. */
+  original(uploadId) {
+    return this.get(`/api/v1/uploads/${encodeURIComponent(uploadId)}/original`);
+  }
+
+  /** Deletes an upload (its uploader or an admin): every version and derivative. */
+  remove(uploadId) {
+    return this.get(`/api/v1/uploads/${encodeURIComponent(uploadId)}`, 'DELETE');
   }
 
   /** A short-lived URL of a ready upload's derivative: {url, expires_in, kind, mime_type}. */

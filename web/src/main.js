@@ -112,7 +112,27 @@ function startDashboard(root, i18n, session) {
     ),
   );
 
-  const table = new UploadTable(tableBox, i18n, async (uploadId, kind) => (await api.derivative(uploadId, kind)).url);
+  const table = new UploadTable(tableBox, i18n, async (uploadId, kind) => (await api.derivative(uploadId, kind)).url, {
+    // A ready file opens through the download route (a short-lived presigned GET).
+    open: (doc) =>
+      api.original(doc.id).then((answer) => {
+        window.location.assign(answer.url);
+      }, fail),
+    // Its uploader (or an admin) may delete it; the row leaves at once and stays gone.
+    canRemove: (doc) => claims.role === 'admin' || (canUpload && doc.uploader_id === claims.sub),
+    remove: (doc) =>
+      api.remove(doc.id).then(
+        () => {
+          list.upsert({ ...doc, status: 'deleted', version: (doc.version ?? 0) + 1 });
+          render();
+        },
+        (err) => {
+          if (err instanceof ApiError && err.status === 401) return fail(err);
+          banner.textContent = i18n.t('deleteFailed', { message: err.message });
+          banner.hidden = false;
+        },
+      ),
+  });
 
   const render = () => {
     const docs = list.sorted();

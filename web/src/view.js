@@ -14,9 +14,11 @@ function extension(name) {
 
 export class UploadTable {
   /** `thumbnailUrl(uploadId, kind)` resolves to a URL the browser may load in an <img>. */
-  constructor(root, i18n, thumbnailUrl) {
+  constructor(root, i18n, thumbnailUrl, actions = {}) {
     this.i18n = i18n;
     this.thumbnailUrl = thumbnailUrl;
+    // {open(doc), remove(doc), canRemove(doc)}: the row's buttons (none when absent).
+    this.actions = actions;
     this.rows = new Map();
     this.thumbs = new Map(); // upload id → 'loading' | 'loaded' | 'failed'
     this.tbody = h('tbody');
@@ -34,6 +36,7 @@ export class UploadTable {
           h('th', { scope: 'col' }, i18n.t('colFile')),
           h('th', { scope: 'col', class: 'col-status' }, i18n.t('colStatus')),
           h('th', { scope: 'col', class: 'col-date' }, i18n.t('colDate')),
+          h('th', { scope: 'col', class: 'col-actions' }, i18n.t('colActions')),
         ),
       ),
       this.tbody,
@@ -78,21 +81,35 @@ export class UploadTable {
       progressText: h('span', { class: 'progress-text' }),
       reason: h('p', { class: 'reason' }),
       date: h('time', { class: 'date' }),
+      open: h('button', { type: 'button', class: 'secondary action-open', hidden: true }, this.i18n.t('open')),
+      remove: h('button', { type: 'button', class: 'link action-delete', hidden: true }, this.i18n.t('delete')),
+      doc: doc,
       status: null,
     };
+    row.open.addEventListener('click', () => this.actions.open?.(row.doc));
+    row.remove.addEventListener('click', () => {
+      row.remove.disabled = true;
+      Promise.resolve(this.actions.remove?.(row.doc)).finally(() => {
+        row.remove.disabled = false;
+      });
+    });
     row.progress.append(row.bar);
     row.tr.append(
       h('td', { class: 'col-thumb' }, row.thumb),
       h('td', { class: 'col-file' }, row.name, row.details),
       h('td', { class: 'col-status' }, row.badge, row.progress, row.progressText, row.reason),
       h('td', { class: 'col-date' }, row.date),
+      h('td', { class: 'col-actions' }, row.open, row.remove),
     );
     return row;
   }
 
   updateRow(row, doc) {
     const t = this.i18n;
+    row.doc = doc;
     row.tr.dataset.status = doc.status;
+    row.open.hidden = doc.status !== 'ready' || !this.actions.open;
+    row.remove.hidden = !this.actions.canRemove?.(doc);
     row.name.textContent = doc.file_name ?? '';
     row.name.title = doc.file_name ?? '';
     const type = doc.sniffed_type || doc.declared_type || '';

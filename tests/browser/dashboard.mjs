@@ -53,6 +53,11 @@ await drive(report, input.timeoutMs, input.screenshot, async (page, step) => {
   report.heading = await page.textContent('h1');
   await page.waitForSelector('#connection[data-state="connected"]');
   report.connection = await page.textContent('#connection');
+  await page.waitForSelector('#project-picker:not([disabled])');
+  report.projects = await page.$$eval('#project-picker option', (options) =>
+    options.map((o) => ({ id: o.value, name: o.textContent, selected: o.selected })),
+  );
+  report.title = await page.title();
   step('page live');
 
   const fileInput = page.locator('#uploader input.uppy-Dashboard-input[type="file"]:not([webkitdirectory])').first();

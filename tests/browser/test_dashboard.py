@@ -125,6 +125,11 @@ async def test_uploads_go_live_to_ready_with_thumbnail_or_failed_with_reason(
     assert report["heading"] == "Cargas del proyecto"
     assert "token=" not in report["addressBar"]
     assert report["connection"] == "En vivo"
+    # The project picker names the user's projects (GET /api/v1/me), the current one chosen.
+    async with tenant_transaction(pool, tenant.tenant_id) as conn:
+        project_name = await conn.fetchval("SELECT name FROM projects WHERE project_id = $1", project)
+    assert report["projects"] == [{"id": str(project), "name": project_name, "selected": True}]
+    assert report["title"].startswith(project_name)
     assert report["count"] == "2 archivos"
     assert report["uppyComplete"] is True
 

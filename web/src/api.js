@@ -51,6 +51,11 @@ export class Api {
     return this.get(`/api/v1/projects/${encodeURIComponent(projectId)}/uploads?${params}`);
   }
 
+  /** The caller: {user, role, tenant, projects: [{id, name}], can_upload}. */
+  me() {
+    return this.get('/api/v1/me');
+  }
+
   upload(uploadId) {
     return this.get(`/api/v1/uploads/${encodeURIComponent(uploadId)}`);
   }

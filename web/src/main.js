@@ -78,6 +78,14 @@ function startDashboard(root, i18n, session) {
   const tableBox = h('div', { class: 'table-box' });
   const more = h('button', { type: 'button', class: 'secondary', hidden: true }, i18n.t('loadMore'));
   const canUpload = !READ_ONLY_ROLES.has(claims.role);
+  // The caller's projects by name (GET /api/v1/me); choosing one shows it.
+  const picker = h('select', { id: 'project-picker', disabled: true });
+  picker.addEventListener('change', () => {
+    const next = { projectId: picker.value, token };
+    live?.close();
+    saveSession(window, next);
+    startDashboard(root, i18n, next);
+  });
 
   clear(root).append(
     h(
@@ -94,6 +102,7 @@ function startDashboard(root, i18n, session) {
         { class: 'page-title' },
         h('h1', {}, i18n.t('title')),
         h('p', { class: 'muted' }, `${i18n.t('project')} `, h('code', { id: 'project-id' }, projectId)),
+        h('label', { class: 'picker' }, `${i18n.t('pickProject')} `, picker),
       ),
       banner,
       h(
@@ -110,6 +119,21 @@ function startDashboard(root, i18n, session) {
         more,
       ),
     ),
+  );
+
+  api.me().then(
+    (me) => {
+      clear(picker);
+      for (const project of me.projects ?? []) {
+        const option = h('option', { value: project.id }, project.name);
+        option.selected = project.id === projectId;
+        picker.append(option);
+      }
+      picker.disabled = (me.projects ?? []).length === 0;
+      const current = (me.projects ?? []).find((p) => p.id === projectId);
+      if (current) document.title = `${current.name} · BuildPeer`;
+    },
+    () => {}, // the list's own requests report errors (401, 403) to the page
   );
 
   const table = new UploadTable(tableBox, i18n, async (uploadId, kind) => (await api.derivative(uploadId, kind)).url, {

@@ -109,6 +109,16 @@ await drive(report, input.timeoutMs, input.screenshot, async (page, step) => {
   await page.screenshot({ path: input.screenshot, fullPage: true });
   step('screenshot');
 
+  // The inbox bell: the count the page shows, then its list.
+  await page.click('#bell');
+  await page.waitForSelector('#bell-panel:not([hidden]) ul, #bell-panel:not([hidden]) p');
+  report.bell = {
+    count: await page.textContent('#bell-count'),
+    items: await page.$$eval('#bell-panel li', (items) => items.map((li) => li.textContent)),
+  };
+  await page.click('#bell');
+  step('bell read');
+
   // Open the ready file (the download route's presigned GET), then delete the failed one.
   if (input.openName) {
     const id = report.rows[input.openName]?.id;

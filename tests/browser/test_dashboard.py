@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 from PIL import Image, ImageDraw
 
 from core.db import tenant_transaction
@@ -115,7 +116,7 @@ async def test_uploads_go_live_to_ready_with_thumbnail_or_failed_with_reason(
             ],
         },
     )
-    keys = ("steps", "statuses", "rows", "pushes", "console", "error", "totalMs")
+    keys = ("steps", "statuses", "rows", "pushes", "bell", "projects", "console", "error", "totalMs")
     summary = {k: report.get(k) for k in keys}
     print(json.dumps(summary, ensure_ascii=False))
     assert code == 0 and report.get("ok"), json.dumps(report, indent=1)[:6000] + stderr[-3000:]
@@ -167,6 +168,12 @@ async def test_uploads_go_live_to_ready_with_thumbnail_or_failed_with_reason(
     assert db["size_bytes"] == photo.stat().st_size  # Uppy sent the size in the file meta
     assert {"thumb-200", "thumb-800"} <= {k["kind"] for k in kinds}
     assert failed["reason"] in REASONS_ES.values()  # its row is deleted below (the reason goes with it)
+
+    # The bell shows the inbox's unread count and items (issue 15's API), as the API answers them.
+    async with httpx.AsyncClient(base_url=server.url, headers=tenant.auth("field_worker")) as http:
+        inbox = (await http.get("/api/v1/me/notifications", params={"limit": 20})).json()
+    assert report["bell"]["count"] == str(inbox["unread"])
+    assert report["bell"]["items"] == [item["title"] for item in inbox["items"]]
 
     # Opening the ready file downloads exactly its bytes; the deleted one leaves the live list.
     assert report["downloaded"]["sha256"] == hashlib.sha256(photo.read_bytes()).hexdigest()

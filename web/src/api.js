@@ -51,6 +51,15 @@ export class Api {
     return this.get(`/api/v1/projects/${encodeURIComponent(projectId)}/uploads?${params}`);
   }
 
+  /** The caller's inbox, newest first: {items, next_cursor, unread}. */
+  notifications() {
+    return this.get('/api/v1/me/notifications?limit=20');
+  }
+
+  unreadCount() {
+    return this.get('/api/v1/me/notifications/unread-count');
+  }
+
   /** The caller: {user, role, tenant, projects: [{id, name}], can_upload}. */
   me() {
     return this.get('/api/v1/me');

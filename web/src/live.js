@@ -13,7 +13,7 @@ export function websocketUrl(location) {
  * missed publication recovered, so the page must reload the list over HTTP;
  * `onState(state)` gets 'connecting' | 'connected' | 'disconnected'.
  */
-export function connectLive({ url, token, projectId, onPublication, onResync, onState, onError }) {
+export function connectLive({ url, token, projectId, userId, onPublication, onUserPublication, onResync, onState, onError }) {
   const client = new Centrifuge(url, { token, name: 'buildpeer-dashboard' });
   client.on('connecting', () => onState('connecting'));
   client.on('connected', () => onState('connected'));
@@ -26,12 +26,20 @@ export function connectLive({ url, token, projectId, onPublication, onResync, on
   sub.on('publication', (ctx) => onPublication(ctx.data));
   sub.on('error', (ctx) => onError?.(ctx.error));
   sub.subscribe();
+  // The caller's own channel: the inbox (new items, unread count).
+  const mine = userId && onUserPublication ? client.newSubscription(`user:${userId}`) : null;
+  if (mine) {
+    mine.on('publication', (ctx) => onUserPublication(ctx.data));
+    mine.on('error', (ctx) => onError?.(ctx.error));
+    mine.subscribe();
+  }
   client.connect();
   return {
     client,
     subscription: sub,
     close() {
       sub.unsubscribe();
+      mine?.unsubscribe();
       client.disconnect();
     },
   };

@@ -78,6 +78,41 @@ function startDashboard(root, i18n, session) {
   const tableBox = h('div', { class: 'table-box' });
   const more = h('button', { type: 'button', class: 'secondary', hidden: true }, i18n.t('loadMore'));
   const canUpload = !READ_ONLY_ROLES.has(claims.role);
+  // The inbox bell: the unread count, live on the user: channel; the list on click.
+  const bellCount = h('span', { class: 'bell-count', id: 'bell-count' }, '0');
+  const bell = h(
+    'button',
+    { type: 'button', class: 'bell', id: 'bell', 'aria-label': i18n.t('notifications'), 'aria-expanded': 'false' },
+    h('span', { 'aria-hidden': 'true' }, '\u{1F514}'),
+    bellCount,
+  );
+  const bellPanel = h('div', { class: 'bell-panel card', id: 'bell-panel', hidden: true });
+  const setUnread = (n) => {
+    bellCount.textContent = String(n);
+    bell.dataset.unread = String(n);
+  };
+  const showInbox = () =>
+    api.notifications().then((page) => {
+      setUnread(page.unread ?? 0);
+      const items = page.items ?? [];
+      clear(bellPanel).append(
+        items.length === 0
+          ? h('p', { class: 'muted' }, i18n.t('noNotifications'))
+          : h(
+              'ul',
+              { class: 'bell-items' },
+              ...items.map((item) =>
+                h('li', { class: item.read_at ? 'bell-item' : 'bell-item unread' }, item.title ?? item.kind ?? ''),
+              ),
+            ),
+      );
+    });
+  bell.addEventListener('click', () => {
+    bellPanel.hidden = !bellPanel.hidden;
+    bell.setAttribute('aria-expanded', String(!bellPanel.hidden));
+    if (!bellPanel.hidden) showInbox().catch(() => {});
+  });
+  api.unreadCount().then((answer) => setUnread(answer.unread ?? 0), () => {});
   // The caller's projects by name (GET /api/v1/me); choosing one shows it.
   const picker = h('select', { id: 'project-picker', disabled: true });
   picker.addEventListener('change', () => {
@@ -92,7 +127,7 @@ function startDashboard(root, i18n, session) {
       'header',
       { class: 'topbar' },
       h('div', { class: 'brand' }, h('span', { class: 'logo', 'aria-hidden': 'true' }, 'BP'), i18n.t('brand')),
-      h('div', { class: 'topbar-right' }, connection, logout),
+      h('div', { class: 'topbar-right' }, bell, bellPanel, connection, logout),
     ),
     h(
       'main',
@@ -247,6 +282,11 @@ function startDashboard(root, i18n, session) {
     url: websocketUrl(window.location),
     token,
     projectId,
+    userId: claims.sub,
+    onUserPublication: (data) => {
+      if (typeof data?.unread === 'number') setUnread(data.unread);
+      if (data?.type === 'inbox.item' && !bellPanel.hidden) showInbox().catch(() => {});
+    },
     onPublication: (data) => {
       const { changed, fetch } = list.apply(data);
       if (changed) render();

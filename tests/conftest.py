@@ -45,6 +45,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         bucket="bptest-uploads",
         rate_limit_ip_per_minute=0,
         rate_limit_tenant_per_minute=0,
+        # Short long polls: a test server's consumers stop within a second, not after 20 s.
+        events_wait_seconds=1,
+        push_wait_seconds=1,
     ) as services:
         yield services
 

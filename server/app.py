@@ -6,6 +6,7 @@ background components, and closes everything in reverse order.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -94,6 +95,22 @@ def _components(app: Starlette, node: realtime.Node) -> list[Component]:
     return components
 
 
+async def _stop_components(components: list[Component]) -> None:
+    """Every component but the real-time node stops at once (the queue consumers' long polls
+    end together, not one after another), then the node they publish through. The first
+    error (a consumer whose loop had crashed) is raised after everything has stopped."""
+    node_parts = [c for c in components if isinstance(c, realtime.RealtimeComponent)]
+    others = [c for c in components if c not in node_parts]
+    errors = [r for r in await asyncio.gather(*(c.stop() for c in others), return_exceptions=True) if r]
+    for component in node_parts:
+        try:
+            await component.stop()
+        except Exception as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
 def create_app(settings: Settings, *, run_components: bool = True) -> Starlette:
     """``run_components=False`` serves HTTP only (tests that drive components themselves)."""
 
@@ -125,9 +142,11 @@ def create_app(settings: Settings, *, run_components: bool = True) -> Starlette:
                 node = realtime.build_node(settings, pool=app.state.pool, verifier=app.state.verifier)
                 app.state.realtime = node
                 app.state.publisher = node
+                started: list[Component] = []
+                stack.push_async_callback(_stop_components, started)
                 for component in _components(app, node):
                     await component.start()
-                    stack.push_async_callback(component.stop)
+                    started.append(component)
                     log.info("component started", extra={"component": component.name})
             gc_policy = GcPolicy()  # see server/gc_policy.py: a third of a poll's CPU otherwise
             gc_policy.settle()

@@ -139,10 +139,16 @@ async def test_unknown_ids_and_bad_parts(client: httpx.AsyncClient, tenant: Tena
         [],
         [{"PartNumber": "1", "ETag": "x"}],
         [{"PartNumber": 1}],
-        [{"PartNumber": 2, "ETag": "a"}, {"PartNumber": 1, "ETag": "b"}],
         [{"PartNumber": True, "ETag": "a"}],
     ):
         assert_json_error(await client.post(complete, params=q, json={"parts": parts}, headers=h), 400)
+    # Out of order is sorted (clients list parts as they finish): these were never uploaded.
+    unordered = [{"PartNumber": 2, "ETag": "a"}, {"PartNumber": 1, "ETag": "b"}]
+    r = await client.post(complete, params=q, json={"parts": unordered}, headers=h)
+    assert_json_error(r, 409, "part_missing")
+    twice = [{"PartNumber": 1, "ETag": "a"}, {"PartNumber": 1, "ETag": "b"}]
+    r = await client.post(complete, params=q, json={"parts": twice}, headers=h)
+    assert_json_error(r, 409, "conflicting_parts")
     assert_json_error(await client.get(f"/api/v1/uploads/{uuid.uuid4()}", headers=h), 404)
     assert_json_error(await client.get("/api/v1/uploads/not-a-uuid", headers=h), 404)
     progress = f"/api/v1/uploads/{mp.id}/progress"

@@ -20,6 +20,13 @@ sent → live publication received, p50/p99/max), and the server's RSS sampled o
 
 Usage: ``.venv/bin/python bench/soak.py --clients 5000 --minutes 5 --write`` (``--write``
 replaces the ``## Soak`` section of bench/RESULTS.md). Stops by itself.
+
+``--instances N`` runs N server processes (the clients spread over them, events consumed by
+any); ``--redis-cluster`` puts everything Redis holds on a six-process Redis Cluster
+(``devstack.redis_cluster``; Cluster clients, sharded PUB/SUB). ``--compare`` runs single
+Redis vs Cluster x 1 vs 3 instances one after the other in one run and reports them side by
+side (deliveries/s, p99, lost): ``--write`` then replaces ``## Soak: Redis Cluster and
+instances``.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import platform
 import random
@@ -51,6 +59,7 @@ from bench.measure import pct, rss_kib  # noqa: E402
 from bench.results import write_section  # noqa: E402
 
 HEADING = "## Soak"
+COMPARE_HEADING = "## Soak: Redis Cluster and instances"
 RECONNECT_PAUSE = (0.2, 1.5)  # a phone changing networks: publications are missed meanwhile
 
 
@@ -68,6 +77,7 @@ class Totals:
     recovered_pubs: int = 0
     errors: int = 0
     latencies: list[float] = field(default_factory=list)
+    last_delivery: float = 0.0  # monotonic time of the last publication delivered
 
 
 class Client:
@@ -162,6 +172,7 @@ class Client:
                 self.totals.lost += offset - self.offset - 1
         self.offset = offset
         self.totals.delivered += 1
+        self.totals.last_delivery = time.monotonic()
         if live:
             sent = self.sent_at.get(pub["data"]["id"])
             if sent is not None:
@@ -259,6 +270,7 @@ def start_server(settings: Any, port: int, log_path: Path) -> subprocess.Popen[b
         digest_scheduler_enabled=False,
         realtime_tenant_connection_limit=0,
         log_level="WARNING",
+        workers=1,  # an instance is one process here (--instances for more)
     )
     log = open(log_path, "ab")
     try:
@@ -292,6 +304,9 @@ class Report:
     connect_s: float
     rss: list[tuple[float, int]]
     load: tuple[float, float, float]
+    instances: int = 1
+    cluster: bool = False
+    elapsed_s: float = 0.0  # from the first event sent to the last publication delivered
 
 
 async def run(settings: Any, events_url: str, args: argparse.Namespace) -> Report:
@@ -308,24 +323,26 @@ async def run(settings: Any, events_url: str, args: argparse.Namespace) -> Repor
 
     total_events = int(args.rate * args.minutes * 60)
     fixture = await prepare(settings, args.projects, total_events)
-    port = free_port()
+    ports = [free_port() for _ in range(args.instances)]
     log_path = Path(settings.var_dir) / "soak-server.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    server = start_server(settings, port, log_path)
+    servers = [start_server(settings, port, log_path) for port in ports]
+    server = servers[0]
     totals = Totals()
     sent_at: dict[str, float] = {}
     clients: list[Client] = []
     tasks: list[asyncio.Task[None]] = []
     rss: list[tuple[float, int]] = []
     try:
-        await asyncio.to_thread(wait_until, lambda: port_open(port), 60, "buildpeer serve")
-        url = f"ws://127.0.0.1:{port}/connection/websocket"
+        for port in ports:
+            await asyncio.to_thread(wait_until, functools.partial(port_open, port), 60, "buildpeer serve")
+        urls = [f"ws://127.0.0.1:{port}/connection/websocket" for port in ports]
 
         # Connect everyone, in waves (as reconnect storms are paced by backoff).
         started = time.monotonic()
         for i in range(args.clients):
             project = fixture.projects[i % len(fixture.projects)]
-            client = Client(url, fixture.token, f"project:{project}", totals, sent_at)
+            client = Client(urls[i % len(urls)], fixture.token, f"project:{project}", totals, sent_at)
             clients.append(client)
             tasks.append(asyncio.create_task(client.run()))
             if i % 100 == 99:
@@ -424,7 +441,9 @@ async def run(settings: Any, events_url: str, args: argparse.Namespace) -> Repor
                     flush=True,
                 )
 
-        broker = RedisBroker(settings.redis_url, history_size=300, history_ttl=600)
+        broker = RedisBroker(
+            settings.redis_url, history_size=300, history_ttl=600, cluster=settings.redis_cluster
+        )
 
         def ignore(channel: str, pub: Publication) -> None:
             return None
@@ -455,6 +474,7 @@ async def run(settings: Any, events_url: str, args: argparse.Namespace) -> Repor
             await pool.close()
         churner.cancel()
         await asyncio.sleep(5)
+        elapsed_s = max(0.0, totals.last_delivery - t0)
         sampler.cancel()
         rss.append((time.monotonic() - t0, rss_kib(server.pid)))
         executor.shutdown()
@@ -490,6 +510,9 @@ async def run(settings: Any, events_url: str, args: argparse.Namespace) -> Repor
             connect_s=connect_s,
             rss=rss,
             load=os.getloadavg(),
+            instances=args.instances,
+            cluster=bool(settings.redis_cluster),
+            elapsed_s=elapsed_s,
         )
     finally:
         for client in clients:
@@ -497,12 +520,14 @@ async def run(settings: Any, events_url: str, args: argparse.Namespace) -> Repor
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        for each in servers:
+            each.terminate()
+        for each in servers:
+            try:
+                each.wait(30)
+            except subprocess.TimeoutExpired:
+                each.kill()
+                each.wait()
 
 
 def render(r: Report, command: str) -> str:
@@ -568,6 +593,45 @@ def render(r: Report, command: str) -> str:
     return "\n".join(lines)
 
 
+def render_compare(reports: list[Report], command: str) -> str:
+    """Single Redis vs Cluster, 1 vs N instances, side by side."""
+    rows = []
+    for r in reports:
+        t = r.totals
+        lat = t.latencies
+        p99 = f"{pct(lat, 0.99) * 1000:.0f} ms" if lat else "no samples"
+        rate = t.delivered / r.elapsed_s if r.elapsed_s else 0.0
+        lost = t.lost + r.tail_lost
+        rows.append(
+            f"| {'Redis Cluster (3 + 3 replicas)' if r.cluster else 'single Redis'} | {r.instances} | "
+            f"{t.delivered:,} | {rate:,.0f} | {p99} | **{lost}** | {t.duplicates} | "
+            f"{t.reconnects:,} / {t.unrecovered} | {r.connected_at_end:,} / {r.clients:,} |"
+        )
+    first = reports[0]
+    return "\n".join(
+        [
+            COMPARE_HEADING,
+            "",
+            f"Command: `{command}` ({platform.machine()}, {os.cpu_count()} CPUs shared by every server "
+            f"process, the clients, PostgreSQL, the Redis processes and moto; Python "
+            f"{platform.python_version()}).",
+            "",
+            f"Each row one run, one after the other in the same bench process: {first.clients:,} "
+            f"protocol-level WebSocket clients spread evenly over the instances, {first.projects} project "
+            f"channels, churn {first.churn:.0%}/min, {first.rate:.0f} events/s for {first.minutes:g} min "
+            f"(`--source {first.source}`). Deliveries/s = publications delivered / (first event sent → "
+            "last publication delivered). Lost = in-session gaps + distance behind the channel top "
+            "at the end.",
+            "",
+            "| Redis | instances | delivered | deliveries/s | p99 latency | lost | duplicates | "
+            "reconnects / unrecovered | connected at end |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -586,6 +650,13 @@ def main() -> None:
         default="sqs",
         help="sqs: events into the server's events queue (full path); broker: the publications the "
         "consumer makes, published through the Redis broker as another instance would",
+    )
+    parser.add_argument("--instances", type=int, default=1, help="buildpeer serve processes")
+    parser.add_argument("--redis-cluster", action="store_true", help="a six-process Redis Cluster")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="single Redis vs Cluster x 1 vs 3 instances, side by side (ignores the two above)",
     )
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
@@ -615,8 +686,31 @@ def main() -> None:
             # clients: the server and the event sender use one in its own process instead.
             settings = services.settings.replace(aws_endpoint_url=moto_url)
             provisioned = provision(settings)
-            report = asyncio.run(run(settings, provisioned.queue_urls["events"], args))
+            events_url = provisioned.queue_urls["events"]
+            with contextlib.ExitStack() as stack:
+                cluster_settings = settings
+                if args.compare or args.redis_cluster:
+                    from devstack.redis_cluster import RedisCluster
+
+                    cluster = stack.enter_context(RedisCluster(Path(tmp) / "redis-cluster"))
+                    cluster_settings = settings.replace(redis_url=cluster.url, redis_cluster=True)
+                if args.compare:
+                    reports = []
+                    for on_cluster, instances in ((False, 1), (False, 3), (True, 1), (True, 3)):
+                        print(f"-- {'cluster' if on_cluster else 'single Redis'}, {instances} instance(s)")
+                        args.instances = instances
+                        chosen = cluster_settings if on_cluster else settings
+                        reports.append(asyncio.run(run(chosen, events_url, args)))
+                else:
+                    chosen = cluster_settings if args.redis_cluster else settings
+                    report = asyncio.run(run(chosen, events_url, args))
     command = ".venv/bin/python bench/soak.py " + " ".join(a for a in sys.argv[1:] if a != "--write")
+    if args.compare:
+        section = render_compare(reports, command.strip())
+        print(section)
+        if args.write:
+            write_section(COMPARE_HEADING, section)
+        return
     section = render(report, command.strip())
     print(section)
     if args.write:

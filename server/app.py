@@ -131,6 +131,7 @@ def create_app(settings: Settings, *, run_components: bool = True) -> Starlette:
             stack.push_async_callback(app.state.pool.close)
             app.state.redis = redis_client.connect(settings.redis_url, cluster=settings.redis_cluster)
             stack.push_async_callback(app.state.redis.aclose)
+            await redis_client.prepare(app.state.redis)
             app.state.status_cache = StatusCache(app.state.redis, settings.status_cache_ttl_seconds)
             app.state.aws = aioboto3.Session()
             aws_kwargs = aws_client_kwargs(settings)

@@ -13,14 +13,16 @@ keys span slots, so every key used together shares a hash tag (``{...}``; see th
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal, overload
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
+log = logging.getLogger(__name__)
 MAX_CONNECTIONS = 200
 # What every Redis user accepts: a single Redis or a Cluster client.
 RedisClient = Redis | RedisCluster
@@ -78,3 +80,16 @@ def connect_cluster(url: str, *, retries: int = 3) -> RedisCluster:
         # connection errors, timeouts, ClusterDown: retried, each retry on a fresh slot map
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
     )
+
+
+async def prepare(client: RedisClient) -> None:
+    """Learn a Cluster's slot map before the first commands. redis-py initialises lazily on
+    the first command; commands racing that first initialisation can land on a connection it
+    is replacing (``AttributeError`` from a writer it closed; seen under the soak's first
+    burst). Unreachable now: logged, and the client initialises on first use instead."""
+    if not isinstance(client, RedisCluster):
+        return
+    try:
+        await client.initialize()
+    except (RedisError, OSError) as exc:
+        log.warning("Redis Cluster not reachable at start; retrying on first use: %s", exc)

@@ -25,6 +25,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 ATTRIBUTE = "__openapi__"
+# Set on endpoints that speak another protocol over HTTP (the real-time transports: the
+# Centrifugo client protocol, documented by centrifugal/protocol, not by this document).
+OTHER_PROTOCOL = "__openapi_other_protocol__"
 F = TypeVar("F", bound=Callable[..., Any])
 Operation = dict[str, Any]
 
@@ -113,6 +116,13 @@ def describe(
     return endpoint
 
 
+def other_protocol(endpoint: Any, protocol: str) -> Any:
+    """Mark ``endpoint`` as speaking ``protocol`` rather than this API: it is left out of the
+    document and of :func:`undocumented_routes` (returned unchanged)."""
+    setattr(endpoint, OTHER_PROTOCOL, protocol)
+    return endpoint
+
+
 def operation(method: str, *, schemas: Mapping[str, Any] | None = None, **fields: Any) -> Callable[[F], F]:
     """Decorator form of :func:`describe`: ``fields`` is the OpenAPI Operation object."""
 
@@ -169,6 +179,8 @@ def build_schema(
 def undocumented_routes(routes: Iterable[BaseRoute]) -> list[str]:
     missing: list[str] = []
     for path, route in _walk(routes):
+        if getattr(route.endpoint, OTHER_PROTOCOL, None):
+            continue
         docs = getattr(route.endpoint, ATTRIBUTE, {})
         missing.extend(f"{m.upper()} {path}" for m in _methods(route) if m not in docs)
     return missing

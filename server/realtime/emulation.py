@@ -43,6 +43,7 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from server.auth import AuthError
+from server.openapi import other_protocol
 from server.realtime import protocol as p
 from server.realtime.broker import BrokerUnavailable
 from server.realtime.codec import JSON, PROTOBUF, Codec, Frame
@@ -435,8 +436,11 @@ async def _caller_refusal(node: Node, scope: Scope, session: Session) -> bytes |
 
 def routes() -> list[Route]:
     sessions = EmulationSessions()
+    protocol = "Centrifugo client protocol v2, bidirectional emulation"
     return [
-        Route(HTTP_STREAM_PATH, StreamEndpoint(sessions, sse=False), methods=["POST"]),
-        Route(SSE_PATH, StreamEndpoint(sessions, sse=True), methods=["GET"]),
-        Route(EMULATION_PATH, EmulationEndpoint(sessions), methods=["POST"]),
+        Route(
+            HTTP_STREAM_PATH, other_protocol(StreamEndpoint(sessions, sse=False), protocol), methods=["POST"]
+        ),
+        Route(SSE_PATH, other_protocol(StreamEndpoint(sessions, sse=True), protocol), methods=["GET"]),
+        Route(EMULATION_PATH, other_protocol(EmulationEndpoint(sessions), protocol), methods=["POST"]),
     ]

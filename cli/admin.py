@@ -144,7 +144,10 @@ async def _access_notifier(s: Settings) -> AsyncIterator[admin.AccessNotifier | 
         yield None
         return
     broker = create_broker(
-        url, history_size=s.realtime_history_size, history_ttl=s.realtime_history_ttl_seconds
+        url,
+        history_size=s.realtime_history_size,
+        history_ttl=s.realtime_history_ttl_seconds,
+        cluster=s.redis_cluster and url == s.redis_url,  # the control shard channel on a Cluster
     )
     try:
         yield ControlPublisher(broker)

@@ -147,6 +147,7 @@ class DevStack:
             "BUILDPEER_DATABASE_URL": s.database_url,
             "BUILDPEER_MIGRATE_DATABASE_URL": s.migrate_database_url,
             "BUILDPEER_REDIS_URL": s.redis_url,
+            "BUILDPEER_REDIS_CLUSTER": "true" if s.redis_cluster else None,
             "BUILDPEER_AWS_ENDPOINT_URL": s.aws_endpoint_url,
             "BUILDPEER_CLAMD_URL": s.clamd_url,
             "BUILDPEER_FCM_CREDENTIALS": s.fcm_credentials,

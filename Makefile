@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-NPM_DIRS := $(patsubst %/package-lock.json,%,$(wildcard tests/js/package-lock.json web/package-lock.json tests/browser/uppy6/package-lock.json))
+NPM_DIRS := $(patsubst %/package-lock.json,%,$(wildcard tests/js/package-lock.json web/package-lock.json tests/browser/uppy6/package-lock.json tests/browser/uppy5/package-lock.json))
 
 .PHONY: run test lint format typecheck setup python-deps system-deps node-deps web-build proto clean
 

@@ -1,6 +1,7 @@
-// Stock Uppy 6.3.1 in Debian's Chromium (run by tests/browser/test_uppy6.py). Input: one
-// JSON argument {"url", "mode", "token", "projectId", "files": [{path, name, mimeType}],
-// "timeoutMs", "screenshot"}; output: one JSON line with what Uppy reported.
+// Stock Uppy 6.3.1 (or 5, "page": "/uppy5/index.html") in Debian's Chromium (run by
+// tests/browser/test_uppy6.py and test_uppy5.py). Input: one JSON argument {"url", "mode",
+// "token", "projectId", "files": [{path, name, mimeType}], "timeoutMs", "screenshot", "page"?};
+// output: one JSON line with what Uppy reported.
 
 import { readFile } from 'node:fs/promises';
 
@@ -16,7 +17,7 @@ await drive(report, input.timeoutMs, input.screenshot, async (page, step) => {
     if (url.origin === input.url) report.apiRequests.push(entry);
     else report.s3Requests.push(`${req.method()} ${url.origin}`);
   });
-  await page.goto(`${input.url}/uppy6/index.html`, { waitUntil: 'load' });
+  await page.goto(`${input.url}${input.page ?? '/uppy6/index.html'}`, { waitUntil: 'load' });
   await page.waitForFunction(() => typeof window.uploadWith === 'function');
   const files = [];
   for (const f of input.files) files.push({ name: f.name, mimeType: f.mimeType, buffer: await readFile(f.path) });

@@ -18,6 +18,12 @@ const input = JSON.parse(process.argv[2]);
 const report = { statuses: {}, rows: {}, pushes: [] };
 
 await drive(report, input.timeoutMs, input.screenshot, async (page, step) => {
+  // The page's own API calls (method + path): the uploader signs through POST /s3/sign.
+  report.apiRequests = [];
+  page.on('request', (req) => {
+    const url = new URL(req.url());
+    if (url.origin === input.url) report.apiRequests.push(`${req.method()} ${url.pathname}`);
+  });
   // Publications received over the page's WebSocket: {upload_id, type, status}.
   page.on('websocket', (ws) => {
     ws.on('framereceived', ({ payload }) => {

@@ -1,6 +1,6 @@
 """The live dashboard in a real browser: Debian's Chromium driven by playwright-core
-loads the page, uploads a JPEG through the stock Uppy Dashboard (AwsS3 5.x against our
-Companion-compatible routes), and watches the row go live to "Lista" with its thumbnail,
+loads the page, uploads a JPEG through the stock Uppy 6.3 Dashboard (AwsS3 in ``signRequest``
+mode: POST /s3/sign, then S3 directly), and watches the row go live to "Lista" with its thumbnail,
 through the stock centrifuge SDK on the real hub. The screenshot is saved as
 ``test-artifacts/dashboard.png``."""
 
@@ -133,6 +133,11 @@ async def test_uploads_go_live_to_ready_with_thumbnail_or_failed_with_reason(
     assert report["title"].startswith(project_name)
     assert report["count"] == "2 archivos"
     assert report["uppyComplete"] is True
+    # Uppy 6 in signRequest mode: every S3 request signed by POST /s3/sign, no Companion route.
+    api = report["apiRequests"]
+    assert "POST /s3/sign" in api and not any(
+        r.split(" ")[1].startswith("/s3/") and r != "POST /s3/sign" for r in api
+    ), api
 
     # The photo went live all the way to "Lista"; its thumbnail is the derived thumb-200.
     ready = report["rows"][FILE_NAME]

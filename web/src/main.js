@@ -69,6 +69,9 @@ function startDashboard(root, i18n, session) {
   let nextCursor = null;
   let pagedFurther = false; // "load more" was used: a reload of page 1 keeps the cursor
   let live = null;
+  let uploader = null;
+  // The Files this page uploaded, by upload id: a failed one can be sent again (a new upload).
+  const localFiles = new Map();
 
   const connection = h('span', { class: 'connection', id: 'connection', dataset: { state: 'connecting' } }, i18n.t('connecting'));
   const logout = h('button', { type: 'button', class: 'link' }, i18n.t('logout'));
@@ -177,6 +180,16 @@ function startDashboard(root, i18n, session) {
       api.original(doc.id).then((answer) => {
         window.location.assign(answer.url);
       }, fail),
+    // A failed file this page still holds is uploaded again, as a new upload (the failed row
+    // stays, with its reason).
+    canRetry: (doc) => doc.status === 'failed' && uploader !== null && localFiles.has(doc.id),
+    retry: (doc) => {
+      const file = localFiles.get(doc.id);
+      if (!file || !uploader) return;
+      localFiles.delete(doc.id);
+      uploader.retry(file);
+      render();
+    },
     // Its uploader (or an admin) may delete it; the row leaves at once and stays gone.
     canRemove: (doc) => claims.role === 'admin' || (canUpload && doc.uploader_id === claims.sub),
     remove: (doc) =>
@@ -301,13 +314,32 @@ function startDashboard(root, i18n, session) {
   });
 
   if (canUpload) {
-    createUploader({
+    uploader = createUploader({
       target: uploaderBox,
       origin: window.location.origin,
       token,
       projectId,
       i18n,
-      onUploaded: fetchOne,
+      callbacks: {
+        onStarted: (uploadId, file) => {
+          if (file instanceof Blob) localFiles.set(uploadId, file);
+          fetchOne(uploadId);
+        },
+        // The bar moves with Uppy's own progress; the server hears of it (throttled) too.
+        onProgress: (uploadId, bytes, total) => {
+          const row = list.get(uploadId);
+          if (!row) return;
+          const publication = {
+            upload_id: uploadId,
+            type: 'upload.progress',
+            status: row.status,
+            data: { bytes_done: bytes, size: total },
+          };
+          if (list.apply(publication).changed) render();
+        },
+        onUploaded: fetchOne,
+        onError: fetchOne,
+      },
     });
   }
   reload();

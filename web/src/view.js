@@ -17,7 +17,8 @@ export class UploadTable {
   constructor(root, i18n, thumbnailUrl, actions = {}) {
     this.i18n = i18n;
     this.thumbnailUrl = thumbnailUrl;
-    // {open(doc), remove(doc), canRemove(doc)}: the row's buttons (none when absent).
+    // {open(doc), remove(doc), canRemove(doc), retry(doc), canRetry(doc)}: the row's buttons
+    // (none when absent).
     this.actions = actions;
     this.rows = new Map();
     this.thumbs = new Map(); // upload id → 'loading' | 'loaded' | 'failed'
@@ -83,10 +84,12 @@ export class UploadTable {
       date: h('time', { class: 'date' }),
       open: h('button', { type: 'button', class: 'secondary action-open', hidden: true }, this.i18n.t('open')),
       remove: h('button', { type: 'button', class: 'link action-delete', hidden: true }, this.i18n.t('delete')),
+      retry: h('button', { type: 'button', class: 'secondary action-retry', hidden: true }, this.i18n.t('retry')),
       doc: doc,
       status: null,
     };
     row.open.addEventListener('click', () => this.actions.open?.(row.doc));
+    row.retry.addEventListener('click', () => this.actions.retry?.(row.doc));
     row.remove.addEventListener('click', () => {
       row.remove.disabled = true;
       Promise.resolve(this.actions.remove?.(row.doc)).finally(() => {
@@ -99,7 +102,7 @@ export class UploadTable {
       h('td', { class: 'col-file' }, row.name, row.details),
       h('td', { class: 'col-status' }, row.badge, row.progress, row.progressText, row.reason),
       h('td', { class: 'col-date' }, row.date),
-      h('td', { class: 'col-actions' }, row.open, row.remove),
+      h('td', { class: 'col-actions' }, row.open, row.retry, row.remove),
     );
     return row;
   }
@@ -110,6 +113,7 @@ export class UploadTable {
     row.tr.dataset.status = doc.status;
     row.open.hidden = doc.status !== 'ready' || !this.actions.open;
     row.remove.hidden = !this.actions.canRemove?.(doc);
+    row.retry.hidden = !this.actions.canRetry?.(doc);
     row.name.textContent = doc.file_name ?? '';
     row.name.title = doc.file_name ?? '';
     const type = doc.sniffed_type || doc.declared_type || '';

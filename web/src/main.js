@@ -72,6 +72,20 @@ function startDashboard(root, i18n, session) {
   let uploader = null;
   // The Files this page uploaded, by upload id: a failed one can be sent again (a new upload).
   const localFiles = new Map();
+  // Uppy's latest progress of this page's uploads, shown on the row once the row is listed.
+  const localProgress = new Map();
+  const showLocalProgress = (uploadId) => {
+    const row = list.get(uploadId);
+    const progress = localProgress.get(uploadId);
+    if (!row || !progress) return;
+    const publication = {
+      upload_id: uploadId,
+      type: 'upload.progress',
+      status: row.status,
+      data: { bytes_done: progress.bytes, size: progress.total },
+    };
+    if (list.apply(publication).changed) render();
+  };
 
   const connection = h('span', { class: 'connection', id: 'connection', dataset: { state: 'connecting' } }, i18n.t('connecting'));
   const logout = h('button', { type: 'button', class: 'link' }, i18n.t('logout'));
@@ -257,6 +271,7 @@ function startDashboard(root, i18n, session) {
       .upload(uploadId)
       .then((doc) => {
         if (list.upsert(doc)) render();
+        showLocalProgress(uploadId);
         const row = list.get(uploadId);
         if (row && row.status === 'ready' && row.derivatives.length === 0 && attempt < 4) {
           setTimeout(() => fetchOne(uploadId, attempt + 1), 500 * 2 ** attempt);
@@ -327,15 +342,8 @@ function startDashboard(root, i18n, session) {
         },
         // The bar moves with Uppy's own progress; the server hears of it (throttled) too.
         onProgress: (uploadId, bytes, total) => {
-          const row = list.get(uploadId);
-          if (!row) return;
-          const publication = {
-            upload_id: uploadId,
-            type: 'upload.progress',
-            status: row.status,
-            data: { bytes_done: bytes, size: total },
-          };
-          if (list.apply(publication).changed) render();
+          localProgress.set(uploadId, { bytes, total });
+          showLocalProgress(uploadId);
         },
         onUploaded: fetchOne,
         onError: fetchOne,

@@ -113,6 +113,7 @@ async def test_bell_progress_and_retry_live(
     # The cancelled upload failed with "aborted"; the retry is a new upload of the same bytes, ready.
     failed_id = uuid.UUID(report["failedRow"]["id"])
     assert report["failedRow"]["badge"] == "Fallida"
+    assert report["failedRow"]["reason"] == "La carga se canceló."
     rows = {uuid.UUID(r["id"]): r for r in report["retryRows"]}
     assert len(rows) == 2 and rows[failed_id]["status"] == "failed"
     (retried_id,) = set(rows) - {failed_id}

@@ -10,36 +10,16 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-import pytest
-from redis.asyncio import Redis
 
 from core.settings import Settings
-from server import redis_client
 from server.app import create_app
 from server.proxies import TrustedProxies
-from server.redis_client import RedisClient
+from tests import redis_backends
 from tests.conftest import TenantFixture
 
-
-@pytest.fixture(params=["redis", "cluster"])
-def settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
-    """Every test here runs on the single Redis and on a real six-process Redis Cluster."""
-    if request.param == "redis":
-        return settings
-    cluster = request.getfixturevalue("redis_cluster")
-    return settings.replace(redis_url=cluster.url, redis_cluster=True)
-
-
-@pytest.fixture
-async def redis(settings: Settings, redis: Redis) -> AsyncIterator[RedisClient]:
-    """The test's side of the Redis the app uses (a Cluster client on the Cluster)."""
-    if not settings.redis_cluster:
-        yield redis
-        return
-    assert settings.redis_url
-    client = redis_client.connect(settings.redis_url, cluster=True)
-    yield client
-    await client.aclose()
+# Every test here runs on the single Redis and on a real six-process Redis Cluster.
+settings = redis_backends.settings
+redis = redis_backends.redis
 
 
 @asynccontextmanager

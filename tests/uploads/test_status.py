@@ -4,42 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
-from redis.asyncio import Redis
 
 from core.events import EventType
-from core.settings import Settings
-from server import redis_client
 from server.redis_client import RedisClient
 from server.status_cache import cache_key
 from server.uploads.status import STATUS_DB_READS
+from tests import redis_backends
 from tests.conftest import TenantFixture
 from tests.uploads.conftest import create_multipart, sign_part
 
-
-@pytest.fixture(params=["redis", "cluster"])
-def settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
-    """Every test here runs on the single Redis and on a real six-process Redis Cluster."""
-    if request.param == "redis":
-        return settings
-    cluster = request.getfixturevalue("redis_cluster")
-    return settings.replace(redis_url=cluster.url, redis_cluster=True)
-
-
-@pytest.fixture
-async def redis(settings: Settings, redis: Redis) -> AsyncIterator[RedisClient]:
-    """The test's side of the Redis the app uses (a Cluster client on the Cluster)."""
-    if not settings.redis_cluster:
-        yield redis
-        return
-    assert settings.redis_url
-    client = redis_client.connect(settings.redis_url, cluster=True)
-    yield client
-    await client.aclose()
+# Every test here runs on the single Redis and on a real six-process Redis Cluster.
+settings = redis_backends.settings
+redis = redis_backends.redis
 
 
 class CountingPool:

@@ -135,6 +135,7 @@ function startDashboard(root, i18n, session) {
   picker.addEventListener('change', () => {
     const next = { projectId: picker.value, token };
     live?.close();
+    uploader?.close(); // Uppy and its pending progress reports go with the page
     saveSession(window, next);
     startDashboard(root, i18n, next);
   });
@@ -230,6 +231,7 @@ function startDashboard(root, i18n, session) {
   const fail = (err) => {
     if (err instanceof ApiError && err.status === 401) {
       live?.close();
+      uploader?.close();
       clearSession(window);
       showLogin(root, i18n, i18n.t('sessionExpired'));
       return;
@@ -301,6 +303,7 @@ function startDashboard(root, i18n, session) {
 
   logout.addEventListener('click', () => {
     live?.close();
+    uploader?.close();
     clearSession(window);
     showLogin(root, i18n);
   });

@@ -12,6 +12,7 @@ import es_ES from '@uppy/locales/lib/es_ES.js';
 import pt_BR from '@uppy/locales/lib/pt_BR.js';
 
 import { uploadIdFromKey } from './model.js';
+import { ProgressReporter } from './progress.js';
 
 const UPPY_LOCALES = { es: es_ES, en: en_US, 'pt-BR': pt_BR };
 const MIB = 1024 * 1024;
@@ -39,7 +40,6 @@ export function createUploader({ target, origin, token, projectId, i18n, callbac
   });
   const byKey = new Map(); // the key Uppy chose → its Uppy file
   const uploadIds = new Map(); // Uppy file id → server upload id
-  const reported = new Map(); // Uppy file id → {at, bytes, timer}
 
   const sign = async (request) => {
     const body = { ...request };
@@ -66,31 +66,16 @@ export function createUploader({ target, origin, token, projectId, i18n, callbac
     return answer;
   };
 
-  const report = (fileId, bytes, final = false) => {
-    const uploadId = uploadIds.get(fileId);
-    if (!uploadId) return;
-    const state = reported.get(fileId) ?? { at: 0, bytes: -1, timer: null };
-    reported.set(fileId, state);
-    const send = () => {
-      state.timer = null;
-      state.at = Date.now();
-      if (state.pending === state.bytes) return;
-      state.bytes = state.pending;
+  const reporter = new ProgressReporter({
+    intervalMs: PROGRESS_REPORT_MS,
+    send: (uploadId, bytes) => {
       fetch(new URL(`/api/v1/uploads/${encodeURIComponent(uploadId)}/progress`, origin), {
         method: 'POST',
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ bytes_done: state.bytes }),
+        body: JSON.stringify({ bytes_done: bytes }),
       }).catch(() => {}); // best effort: the server's own events carry the outcome
-    };
-    state.pending = bytes;
-    const wait = PROGRESS_REPORT_MS - (Date.now() - state.at);
-    if (final || wait <= 0) {
-      if (state.timer) clearTimeout(state.timer);
-      if (!final) send();
-    } else if (!state.timer) {
-      state.timer = setTimeout(send, wait);
-    }
-  };
+    },
+  });
 
   uppy.use(Dashboard, {
     target,
@@ -118,7 +103,7 @@ export function createUploader({ target, origin, token, projectId, i18n, callbac
     const total = progress.bytesTotal ?? file.size;
     callbacks.onProgress?.(uploadId, progress.bytesUploaded, total);
     // The last bytes are reported by S3's ObjectCreated event (the upload moves on then).
-    report(file.id, progress.bytesUploaded, progress.bytesUploaded >= total);
+    reporter.update(uploadId, progress.bytesUploaded, progress.bytesUploaded >= total);
   });
   uppy.on('upload-success', (file, response) => {
     const uploadId = uploadIds.get(file.id) ?? uploadIdFromKey(response?.body?.key);
@@ -126,11 +111,22 @@ export function createUploader({ target, origin, token, projectId, i18n, callbac
   });
   uppy.on('upload-error', (file, error) => {
     const uploadId = file && uploadIds.get(file.id);
-    if (uploadId) callbacks.onError?.(uploadId, error);
+    if (!uploadId) return;
+    reporter.forget(uploadId);
+    callbacks.onError?.(uploadId, error);
+  });
+  uppy.on('file-removed', (file) => {
+    const uploadId = file && uploadIds.get(file.id);
+    if (uploadId) reporter.forget(uploadId);
   });
 
   return {
     uppy,
+    /** Stops Uppy (uploads in flight are cancelled) and every pending progress report. */
+    close() {
+      reporter.stop();
+      uppy.destroy();
+    },
     /** Upload `file` (a File kept from an earlier attempt) again, as a new upload. */
     retry(file) {
       for (const existing of uppy.getFiles()) {

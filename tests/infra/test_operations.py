@@ -39,7 +39,10 @@ def test_elasticache_requires_tls_and_an_auth_token_kept_in_secrets_manager() ->
     token = data["Resources"]["CacheAuthToken"]
     assert token["Type"] == "AWS::SecretsManager::Secret"
     assert token["Properties"]["GenerateSecretString"]["ExcludePunctuation"] is True  # AUTH-safe characters
-    assert data["Outputs"]["RedisUrl"]["Value"]["Fn::Sub"].startswith("rediss://")
+    # Cluster mode or not (an Fn::If of two Fn::Sub), the URL is TLS.
+    value = data["Outputs"]["RedisUrl"]["Value"]
+    urls = [v["Fn::Sub"] for v in value["Fn::If"][1:]] if "Fn::If" in value else [value["Fn::Sub"]]
+    assert urls and all(url.startswith("rediss://") for url in urls), urls
     assert data["Outputs"]["CacheAuthTokenSecretArn"]["Value"] == {"Ref": "CacheAuthToken"}
 
 

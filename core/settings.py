@@ -301,7 +301,8 @@ class Settings:
     push_defer_seconds: int = _setting(
         _int(0, 30),
         10,
-        "A non-critical push to a user live in the app waits this long; read there meanwhile = not sent (0 = never wait)",
+        "A non-critical push to a user live in the app waits this long; read there meanwhile = not sent "
+        "(0 = never wait)",
     )
     inbox_retention_days: int = _setting(_int(1, 3650), 90, "Inbox items older than this are purged")
     device_idle_days: int = _setting(

@@ -188,7 +188,8 @@ def provision(settings: Settings, *, visibility_override: int | None = None) -> 
     feedback = resources.EMAIL_EVENTS  # SES bounces/complaints → SNS → SQS (as the template)
     url, arn = _queue_with_dlq(sqs, stack, feedback.name, feedback.visibility_timeout)
     out.queue_urls[feedback.name], out.queue_arns[feedback.name] = url, arn
-    out.topic_arns[feedback.name] = sns.create_topic(Name=resources.topic_name(stack, feedback.name))["TopicArn"]
+    topic = sns.create_topic(Name=resources.topic_name(stack, feedback.name))
+    out.topic_arns[feedback.name] = topic["TopicArn"]
     sns.subscribe(
         TopicArn=out.topic_arns[feedback.name],
         Protocol="sqs",

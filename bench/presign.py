@@ -1,8 +1,9 @@
 """Presign benchmark: batch signing of 100 parts through ``GET /s3/multipart/{id}/batch``
 (auth, tenant lookup in PostgreSQL, status write-through, signing) against raw botocore
 ``generate_presigned_url`` for the same 100 parts, in the same run; plus p50/p99 latency of
-a single-part signing request. In-process ASGI (no sockets), embedded PostgreSQL + Redis +
-moto, as ``buildpeer dev`` runs them.
+a single-part signing request. The route is driven over HTTP on loopback from this process
+against ``buildpeer serve`` in its own process (so the route's figure includes one HTTP round
+trip; raw botocore has none); embedded PostgreSQL + Redis + moto, as ``buildpeer dev`` runs them.
 
     .venv/bin/python bench/presign.py [--rounds 200] [--write]
 
@@ -84,25 +85,28 @@ async def make_tenant(settings: Any) -> BenchStack:
 
 
 @contextlib.asynccontextmanager
-async def asgi_client(app: Any) -> AsyncIterator[Any]:
+async def served_client(settings: Any) -> AsyncIterator[Any]:
+    """``buildpeer serve`` in its own process on a loopback port, and an HTTP client for it."""
     import httpx
 
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-            yield client
+    from bench.procs import serve
+    from devstack.process import free_port
+
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="bp-presign-") as tmp:
+        with serve(settings, port, Path(tmp) / "serve.log"):
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                yield client
 
 
 async def run(settings: Any, rounds: int) -> dict[str, Any]:
-    from server.app import create_app
     from server.uploads.presign import Presigner
 
     stack = await make_tenant(settings)
-    app = create_app(settings, run_components=False)
     headers = {"Authorization": f"Bearer {stack.tokens['field_worker']}"}
     numbers = ",".join(str(n) for n in range(1, 101))
     raw = Presigner(settings)  # the same botocore client configuration, outside any route
-    async with asgi_client(app) as client:
+    async with served_client(settings) as client:
         created = await client.post(
             "/s3/multipart",
             json={
@@ -170,8 +174,8 @@ async def run(settings: Any, rounds: int) -> dict[str, Any]:
 def render(r: dict[str, Any], command: str) -> str:
     return f"""{HEADING}
 
-Command: `{command}` ({platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}); in-process
-ASGI (httpx `ASGITransport`, no sockets), embedded PostgreSQL + Redis + moto; median of {r["rounds"]} interleaved rounds.
+Command: `{command}` ({platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}); HTTP over
+loopback to `buildpeer serve --workers 1` in its own process (the route's time includes that round trip), embedded PostgreSQL + Redis + moto; median of {r["rounds"]} interleaved rounds.
 
 | what | median | min |
 |---|---|---|

@@ -188,7 +188,6 @@ def test_pixel_limit_fits_the_image_function_memory() -> None:
     assert Settings().image_max_pixels <= pixel_budget(image.memory_mb)
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="peak RSS through /proc (clear_refs)")
 def test_measured_peak_memory_per_pixel_is_within_the_budget_constant() -> None:
     """An RGBA PNG (the worst case: decoded whole, flattened, copied) of 16 MP, thumbnailed in
     a fork whose peak RSS is reset first."""

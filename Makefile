@@ -11,8 +11,12 @@ NPM_DIRS := $(patsubst %/package-lock.json,%,$(wildcard tests/js/package-lock.js
 run: setup
 	$(BIN)/buildpeer dev
 
+# The suite in TEST_PROCESSES pytest processes, one test file per process at a time; each
+# process starts its own services (every port is picked free), so they never meet.
+TEST_PROCESSES ?= 3
+
 test: setup
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_PROCESSES) --dist loadfile
 
 setup: python-deps system-deps node-deps web-build
 

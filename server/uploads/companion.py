@@ -6,7 +6,6 @@ found by S3 uploadId *and* key inside the caller's tenant, so another tenant's i
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,20 +15,18 @@ from starlette.responses import JSONResponse, Response
 
 from core.auth import Principal
 from core.db import tenant_transaction
-from core.keys import is_under_tenant, original_key
 from core.status import ReasonCode, UploadStatus
 from core.tracing import to_object_metadata
 from core.transition import Progress, transition
 from server.errors import ApiError, bad_request, not_found
-from server.permissions import authenticate, require_project_access
+from server.permissions import authenticate
 from server.uploads import s3ops, store
 from server.uploads.access import companion_errors, json_body, require_owner
-from server.uploads.changes import UploadChanges
 from server.uploads.context import Uploads, changes, uploads
-from server.uploads.parts import MAX_PARTS, parse_part_number, parse_part_numbers, part_count, part_size
+from server.uploads.creation import create_upload
+from server.uploads.parts import MAX_PARTS, parse_part_number, parse_part_numbers, part_count
 from server.uploads.presign import SignedPart
 from server.uploads.validation import (
-    UploadRequest,
     bracket_metadata,
     parse_sha256,
     parse_upload_request,
@@ -46,58 +43,6 @@ def _required_key(request: Request) -> str:
             'the object key must be passed as a query parameter, e.g. "?key=..."', "missing_key"
         )
     return key
-
-
-async def _create_row(
-    ctx: Uploads,
-    after: UploadChanges,
-    principal: Principal,
-    req: UploadRequest,
-    *,
-    multipart: bool,
-) -> tuple[dict[str, Any], str, str | None, int | None]:
-    """Authorise, (for multipart) create the S3 upload, write the ``pending`` row."""
-    upload_id = uuid.uuid4()
-    key = original_key(principal.tenant_id, req.project_id, upload_id, req.safe_name)
-    if not is_under_tenant(key, principal.tenant_id):  # defence in depth; safe_name makes this hold
-        raise bad_request("invalid file name", "invalid_file_name")
-    size_of_part = part_size(req.size or 0) if multipart else None
-    async with tenant_transaction(ctx.pool, principal.tenant_id) as conn:
-        await require_project_access(conn, principal, req.project_id, write=True)
-        s3_upload_id: str | None = None
-        if multipart:
-            # With a declared sha256 every part is signed with its own (S3 refuses other bytes).
-            checksum = {"ChecksumAlgorithm": "SHA256"} if req.sha256 else {}
-            created = await ctx.s3.create_multipart_upload(
-                Bucket=ctx.bucket,
-                Key=key,
-                ContentType=req.content_type,
-                Metadata=to_object_metadata(),
-                **checksum,
-            )
-            s3_upload_id = str(created["UploadId"])
-        try:
-            row = await store.insert_upload(
-                conn,
-                upload_id=upload_id,
-                tenant_id=principal.tenant_id,
-                project_id=req.project_id,
-                uploader_id=principal.user_id,
-                file_name=req.file_name,
-                declared_type=req.content_type,
-                size=req.size or 0,
-                key=key,
-                multipart_upload_id=s3_upload_id,
-                part_size=size_of_part,
-                metadata=req.metadata,
-                declared_sha256=req.sha256,
-            )
-        except BaseException:
-            if s3_upload_id is not None:
-                await s3ops.abort(ctx.s3, ctx.bucket, key, s3_upload_id)
-            raise
-    document = await after.stored(row)  # created `pending`: not a status change
-    return document, key, s3_upload_id, size_of_part
 
 
 @companion_errors
@@ -122,7 +67,8 @@ async def get_params(request: Request) -> Response:
             "use_multipart",
             f"files over {ctx.settings.single_put_max_bytes} bytes must use the multipart routes",
         )
-    document, key, _, _ = await _create_row(ctx, changes(request), principal, req, multipart=False)
+    new = await create_upload(ctx, changes(request), principal, req, multipart=False, create_s3_upload=False)
+    document, key = new.document, new.key
     low, high = (req.size, req.size) if req.size is not None else (1, ctx.settings.single_put_max_bytes)
     signed = ctx.presigner.post_policy(
         key,
@@ -159,16 +105,14 @@ async def create_multipart(request: Request) -> Response:
         settings=ctx.settings,
         sha256=body.get("sha256"),
     )
-    document, key, s3_upload_id, size_of_part = await _create_row(
-        ctx, changes(request), principal, req, multipart=True
-    )
+    new = await create_upload(ctx, changes(request), principal, req, multipart=True, create_s3_upload=True)
     return JSONResponse(
         {
-            "key": key,
-            "uploadId": s3_upload_id,
+            "key": new.key,
+            "uploadId": new.s3_upload_id,
             "bucket": ctx.bucket,
-            "id": document["id"],
-            "partSize": size_of_part,
+            "id": new.document["id"],
+            "partSize": new.part_size,
         }
     )
 

@@ -19,7 +19,6 @@ processors (as for a single upload); signing the abort fails the upload with ``a
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,16 +27,17 @@ from starlette.responses import JSONResponse, Response
 
 from core.auth import Principal
 from core.db import tenant_transaction
-from core.keys import is_under_tenant, original_key
+from core.keys import is_under_tenant
 from core.status import ReasonCode, UploadStatus
 from core.tracing import to_object_metadata
 from core.transition import transition
 from server.errors import ApiError, bad_request, not_found
-from server.permissions import authenticate, require_project_access
+from server.permissions import authenticate
 from server.uploads import store
 from server.uploads.access import companion_errors, json_body, require_owner
 from server.uploads.context import Uploads, changes, uploads
-from server.uploads.parts import MAX_PARTS, part_count, part_size
+from server.uploads.creation import create_upload
+from server.uploads.parts import MAX_PARTS, part_count
 from server.uploads.validation import UploadRequest, parse_upload_request, sha256_base64
 
 SIGNABLE = (UploadStatus.PENDING, UploadStatus.UPLOADING)
@@ -99,34 +99,6 @@ def _new_upload_request(ctx: Uploads, body: Mapping[str, Any]) -> UploadRequest:
     )
 
 
-async def _new_row(
-    request: Request, ctx: Uploads, principal: Principal, req: UploadRequest, *, multipart: bool
-) -> tuple[dict[str, Any], str]:
-    upload_id = uuid.uuid4()
-    key = original_key(principal.tenant_id, req.project_id, upload_id, req.safe_name)
-    if not is_under_tenant(key, principal.tenant_id):
-        raise bad_request("invalid file name", "invalid_file_name")
-    async with tenant_transaction(ctx.pool, principal.tenant_id) as conn:
-        await require_project_access(conn, principal, req.project_id, write=True)
-        row = await store.insert_upload(
-            conn,
-            upload_id=upload_id,
-            tenant_id=principal.tenant_id,
-            project_id=req.project_id,
-            uploader_id=principal.user_id,
-            file_name=req.file_name,
-            declared_type=req.content_type,
-            size=req.size or 0,
-            key=key,
-            multipart_upload_id=None,  # bound on the first request that carries S3's UploadId
-            part_size=part_size(req.size or 0) if multipart else None,
-            metadata=req.metadata,
-            declared_sha256=req.sha256,
-        )
-    document = await changes(request).stored(row)
-    return document, key
-
-
 async def _put_object(
     request: Request, ctx: Uploads, principal: Principal, body: Mapping[str, Any]
 ) -> Response:
@@ -135,7 +107,8 @@ async def _put_object(
         raise ApiError(
             400, "use_multipart", f"files over {ctx.settings.single_put_max_bytes} bytes must use multipart"
         )
-    document, key = await _new_row(request, ctx, principal, req, multipart=False)
+    new = await create_upload(ctx, changes(request), principal, req, multipart=False, create_s3_upload=False)
+    document, key = new.document, new.key
     low, high = (req.size, req.size) if req.size is not None else (1, ctx.settings.single_put_max_bytes)
     signed = ctx.presigner.post_policy(
         key,
@@ -150,7 +123,8 @@ async def _put_object(
 
 async def _create(request: Request, ctx: Uploads, principal: Principal, body: Mapping[str, Any]) -> Response:
     req = _new_upload_request(ctx, body)
-    document, key = await _new_row(request, ctx, principal, req, multipart=True)
+    new = await create_upload(ctx, changes(request), principal, req, multipart=True, create_s3_upload=False)
+    document, key = new.document, new.key
     url = ctx.presigner.client.generate_presigned_url(
         "create_multipart_upload",
         Params={"Bucket": ctx.bucket, "Key": key},

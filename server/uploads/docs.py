@@ -580,8 +580,9 @@ def _document_sign() -> None:
             "with "
             "`uploadId`: `PUT` + `partNumber` (UploadPart, Content-Length signed when the size was "
             "declared), "
-            "`GET` (ListParts), `POST` (CompleteMultipartUpload; the upload moves on when S3's ObjectCreated "
-            "event arrives), `DELETE` (AbortMultipartUpload; the upload fails with `aborted`). A key and "
+            "`GET` (ListParts), `POST` (CompleteMultipartUpload, signed with `If-None-Match: *` and answered "
+            "with `headers` the client must send: S3 never replaces an object that exists (412); the "
+            "upload moves on when S3's ObjectCreated event arrives), `DELETE` (AbortMultipartUpload; the upload fails with `aborted`). A key and "
             "UploadId "
             "must be one of the caller's uploads (404 otherwise); the first request carrying an UploadId "
             "binds "
@@ -598,6 +599,11 @@ def _document_sign() -> None:
                             "url": {"type": "string"},
                             "key": {"type": "string"},
                             "fields": {"type": "object", "additionalProperties": {"type": "string"}},
+                            "headers": {
+                                "type": "object",
+                                "additionalProperties": {"type": "string"},
+                                "description": "Signed headers to send with the S3 request",
+                            },
                             "headers": {"type": "object", "additionalProperties": {"type": "string"}},
                             "id": UUID,
                         },

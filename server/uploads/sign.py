@@ -186,12 +186,17 @@ async def _existing(
         elif operation == "abort_multipart_upload":
             changed = await transition(conn, row["upload_id"], UploadStatus.FAILED, reason=ReasonCode.ABORTED)
         elif operation == "complete_multipart_upload":
+            # Write-once: the condition is signed, so S3 refuses the complete without it and
+            # never replaces an object that exists (412); Uppy sends `headers` as given.
+            params["IfNoneMatch"] = "*"
             await store.touch(conn, row["upload_id"])
     url = ctx.presigner.client.generate_presigned_url(
         operation, Params=params, ExpiresIn=ctx.presigner.expires, HttpMethod=str(body["method"])
     )
     if changed is not None:
         await changes(request).changed(changed)
+    if operation == "complete_multipart_upload":
+        return JSONResponse({"url": url, "headers": {"If-None-Match": "*"}})
     return JSONResponse({"url": url})
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
@@ -107,8 +108,12 @@ async def test_multipart_every_step_signed_and_bytes_identical(
             )
             + "</CompleteMultipartUpload>"
         )
+        answer = done.json()
+        # Write-once: the complete's condition is signed and handed to the client to send.
+        assert answer["headers"] == {"If-None-Match": "*"}
+        assert "if-none-match" in parse_qs(urlsplit(answer["url"]).query)["X-Amz-SignedHeaders"][0]
         completed = await http.post(
-            done.json()["url"], content=xml, headers={"Content-Type": "application/xml"}
+            answer["url"], content=xml, headers={"Content-Type": "application/xml", **answer["headers"]}
         )
         assert completed.status_code == 200, completed.text
     assert s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read() == data
@@ -123,6 +128,40 @@ async def test_multipart_every_step_signed_and_bytes_identical(
         client, tenant.auth(), {"method": "PUT", "key": key, "uploadId": s3_upload, "partNumber": 4}
     )
     assert_error(r, 400, "invalid_part_number")
+
+
+async def test_signed_complete_never_replaces_an_object_that_exists(
+    client: httpx.AsyncClient, tenant: TenantFixture, s3: Any, settings: Any
+) -> None:
+    data = random_bytes(5 * MIB + 1)
+    key, s3_upload = await signed_create(client, tenant, len(data))
+    async with httpx.AsyncClient(timeout=60) as http:
+        etags = []
+        for n, piece in enumerate((data[: 5 * MIB], data[5 * MIB :]), start=1):
+            r = await sign(
+                client, tenant.auth(), {"method": "PUT", "key": key, "uploadId": s3_upload, "partNumber": n}
+            )
+            put = await http.put(r.json()["url"], content=piece)
+            assert put.status_code == 200, put.text
+            etags.append(put.headers["etag"])
+        # Something was written at the key meanwhile (an earlier complete, another writer).
+        s3.put_object(Bucket=settings.bucket, Key=key, Body=b"first write")
+        done = (
+            await sign(client, tenant.auth(), {"method": "POST", "key": key, "uploadId": s3_upload})
+        ).json()
+        xml = (
+            "<CompleteMultipartUpload>"
+            + "".join(
+                f"<Part><PartNumber>{n}</PartNumber><ETag>{e}</ETag></Part>"
+                for n, e in enumerate(etags, start=1)
+            )
+            + "</CompleteMultipartUpload>"
+        )
+        completed = await http.post(
+            done["url"], content=xml, headers={"Content-Type": "application/xml", **done["headers"]}
+        )
+    assert completed.status_code == 412, completed.text
+    assert s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read() == b"first write"
 
 
 async def test_refusals_are_4xx_json(

@@ -45,18 +45,32 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return workers_module.Supervisor(settings, host=host, port=port, workers=workers).run()
 
 
+class Server(uvicorn.Server):
+    """uvicorn's server, which first ends the app's real-time sessions when it shuts down
+    (3001: reconnect elsewhere). uvicorn waits for open responses before the lifespan's
+    shutdown, so an HTTP-stream or SSE session would otherwise hold it for the whole graceful
+    timeout and end as a cut connection."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        app = self.config.app
+        node = getattr(getattr(app, "state", None), "realtime", None)
+        if node is not None:
+            await node.drain()
+        await super().shutdown(sockets=sockets)
+
+
 def serve_on_socket(settings: Settings, sock: socket.socket) -> None:
     """One worker of ``--workers N``: the app on a socket shared through ``SO_REUSEPORT``."""
     host, port = sock.getsockname()[:2]
     try:
-        uvicorn.Server(uvicorn_config(settings, host=host, port=port)).run(sockets=[sock])
+        Server(uvicorn_config(settings, host=host, port=port)).run(sockets=[sock])
     except KeyboardInterrupt:
         pass
 
 
 def serve(settings: Settings, *, host: str, port: int) -> None:
     try:
-        uvicorn.Server(uvicorn_config(settings, host=host, port=port)).run()
+        Server(uvicorn_config(settings, host=host, port=port)).run()
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it drained on (as uvicorn.run does)
         pass
 

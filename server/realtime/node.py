@@ -125,8 +125,11 @@ class Node:
         self._ticker = asyncio.create_task(self._tick_forever(), name="realtime-node-ticker")
         self.accepting = True
 
-    async def stop(self) -> None:
-        """Stop accepting, advise every client to reconnect elsewhere, drain, close."""
+    async def drain(self) -> None:
+        """Stop accepting and advise every client to reconnect elsewhere (3001), waiting up to
+        the shutdown timeout for their sessions to close. The server calls it as soon as it
+        starts shutting down: a stream transport's response would otherwise hold uvicorn's
+        graceful wait to its end. Idempotent; the broker keeps running."""
         self.accepting = False
         sessions = list(self._sessions)
         for session in sessions:
@@ -135,6 +138,10 @@ class Node:
             await asyncio.wait(
                 [asyncio.create_task(s.wait_closed()) for s in sessions], timeout=self.config.shutdown_timeout
             )
+
+    async def stop(self) -> None:
+        """Drain, then stop the node's tasks and close the broker."""
+        await self.drain()
         tasks = [*self._tasks, *([self._ticker] if self._ticker else [])]
         for task in tasks:
             task.cancel()

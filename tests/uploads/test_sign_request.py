@@ -27,6 +27,14 @@ def meta(
     return m
 
 
+def complete_xml(etags: list[str]) -> str:
+    """CompleteMultipartUpload's body for parts 1..n."""
+    parts = "".join(
+        f"<Part><PartNumber>{n}</PartNumber><ETag>{e}</ETag></Part>" for n, e in enumerate(etags, 1)
+    )
+    return f"<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>"
+
+
 async def sign(client: httpx.AsyncClient, headers: dict[str, str], body: dict[str, Any]) -> httpx.Response:
     return await client.post(SIGN, json=body, headers=headers)
 
@@ -100,14 +108,7 @@ async def test_multipart_every_step_signed_and_bytes_identical(
         parts = await http.get(listed.json()["url"])
         assert parts.status_code == 200 and parts.text.count("<PartNumber>") == 3, parts.text
         done = await sign(client, tenant.auth(), {"method": "POST", "key": key, "uploadId": s3_upload})
-        xml = (
-            "<CompleteMultipartUpload>"
-            + "".join(
-                f"<Part><PartNumber>{n}</PartNumber><ETag>{e}</ETag></Part>"
-                for n, e in enumerate(etags, start=1)
-            )
-            + "</CompleteMultipartUpload>"
-        )
+        xml = complete_xml(etags)
         answer = done.json()
         # Write-once: the complete's condition is signed and handed to the client to send.
         assert answer["headers"] == {"If-None-Match": "*"}
@@ -149,14 +150,7 @@ async def test_signed_complete_never_replaces_an_object_that_exists(
         done = (
             await sign(client, tenant.auth(), {"method": "POST", "key": key, "uploadId": s3_upload})
         ).json()
-        xml = (
-            "<CompleteMultipartUpload>"
-            + "".join(
-                f"<Part><PartNumber>{n}</PartNumber><ETag>{e}</ETag></Part>"
-                for n, e in enumerate(etags, start=1)
-            )
-            + "</CompleteMultipartUpload>"
-        )
+        xml = complete_xml(etags)
         completed = await http.post(
             done["url"], content=xml, headers={"Content-Type": "application/xml", **done["headers"]}
         )

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import asyncpg
@@ -20,29 +18,15 @@ from core.db import tenant_transaction
 from devstack.aws import client as aws_client
 from server.app import create_app
 from tests.browser.conftest import Pipeline, artifacts_dir
+from tests.browser.stock_pages import build_stock_page
 from tests.browser.test_dashboard import run_driver
 from tests.browser.test_uppy6 import MIB, mp4_like, wait_ready
 from tests.conftest import LiveServer, create_tenant_fixture
 
-PAGE = Path(__file__).parent / "uppy5"
-
 
 @pytest.fixture(scope="session")
 def uppy5_page() -> Path:
-    node = shutil.which("node")
-    assert node, "node is not installed"
-    if not (PAGE / "node_modules" / "@uppy" / "aws-s3").is_dir():
-        pytest.fail(
-            "tests/browser/uppy5/node_modules is missing: run `npm ci` in tests/browser/uppy5 (make setup)"
-        )
-    result = subprocess.run([node, "build.mjs"], cwd=PAGE, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    versions = tuple(
-        json.loads((PAGE / "node_modules" / "@uppy" / name / "package.json").read_text())["version"]
-        for name in ("aws-s3", "core")
-    )
-    assert versions == ("5.1.0", "5.2.0")
-    return PAGE / "dist"
+    return build_stock_page("uppy5", {"aws-s3": "5.1.0", "core": "5.2.0"})
 
 
 async def test_stock_uppy5_companion_single_and_multipart_reach_ready(

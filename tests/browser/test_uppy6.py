@@ -15,8 +15,6 @@ import asyncio
 import hashlib
 import json
 import os
-import shutil
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -31,29 +29,17 @@ from core.db import tenant_transaction
 from devstack.aws import client as aws_client
 from server.app import create_app
 from tests.browser.conftest import Pipeline, artifacts_dir
+from tests.browser.stock_pages import build_stock_page
 from tests.browser.test_dashboard import run_driver
 from tests.conftest import LiveServer, create_tenant_fixture
 
-HERE = Path(__file__).parent
-PAGE = HERE / "uppy6"
 MIB = 1024 * 1024
 READY_WAIT_SECONDS = 120
 
 
 @pytest.fixture(scope="session")
 def uppy6_page() -> Path:
-    node = shutil.which("node")
-    assert node, "node is not installed"
-    if not (PAGE / "node_modules" / "@uppy" / "aws-s3").is_dir():
-        pytest.fail(
-            "tests/browser/uppy6/node_modules is missing: run `npm ci` in tests/browser/uppy6 (make setup)"
-        )
-    result = subprocess.run([node, "build.mjs"], cwd=PAGE, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    version = json.loads((PAGE / "node_modules" / "@uppy" / "aws-s3" / "package.json").read_text())["version"]
-    core = json.loads((PAGE / "node_modules" / "@uppy" / "core" / "package.json").read_text())["version"]
-    assert (version, core) == ("6.3.1", "6.3.1")
-    return PAGE / "dist"
+    return build_stock_page("uppy6", {"aws-s3": "6.3.1", "core": "6.3.1"})
 
 
 def mp4_like(size: int) -> bytes:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
+from types import FrameType
 
+from cli import CommandError
 from cli.serve import serve
 from core.logging import configure_logging
 from core.settings import Settings
-from devstack.stack import DevStack
+from devstack.stack import DevStack, DevStackError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,8 +29,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.replace(port=args.port)
     stack = DevStack(settings)
     children: list[subprocess.Popen[bytes]] = []
+    # SIGTERM stops dev as Ctrl-C does. Without this, uvicorn re-raises the SIGTERM it drained
+    # on with the default action, which ends this process before the cleanup below: the
+    # embedded PostgreSQL, clamd, ... (own sessions, so no signal reaches them) were left running.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        settings = stack.start()
+        try:
+            settings = stack.start()
+        except DevStackError as exc:
+            raise CommandError(str(exc)) from exc
         env_path = stack.write_env()
         # Background processes: the local Lambda runtime for the processors.
         children.append(spawn(["worker"]))
@@ -50,6 +60,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         say("")
         serve(settings, host=settings.host, port=settings.port)
     finally:
+        signal.signal(signal.SIGTERM, previous)  # a second SIGTERM ends dev at once
         for child in reversed(children):
             child.terminate()
         for child in children:
@@ -59,6 +70,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 child.kill()
         stack.stop()
     return 0
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def spawn(args: list[str]) -> subprocess.Popen[bytes]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import socket
 import subprocess
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +23,16 @@ from devstack.redis import redis_server_binary
 
 NODES = 6
 SLOTS = 16384
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def redis_cli_binary() -> str:
@@ -46,14 +57,11 @@ class RedisCluster:
         return redis.Redis(host="127.0.0.1", port=port, socket_timeout=5, socket_connect_timeout=2)
 
     def start(self, timeout: float = 60.0) -> None:
-        taken: set[int] = set()
         while len(self.ports) < self.nodes:
             port = free_port()
-            # a node also listens on port + 10000 (the cluster bus)
-            if port in taken or port + 10000 > 65535 or port > 55535:
-                continue
-            taken.add(port)
-            self.ports.append(port)
+            # a node also listens on port + 10000 (the cluster bus): that one must be free too
+            if port not in self.ports and port <= 55535 and _bindable(port + 10000):
+                self.ports.append(port)
         for port in self.ports:
             self._start_node(port)
         for port in self.ports:

@@ -14,6 +14,9 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
 
 from core.db import create_pool, tenant_transaction
 from core.migrate import migrate
@@ -36,6 +39,41 @@ DEMO_USERS = (
 )
 
 
+class DevStackError(RuntimeError):
+    """A configuration dev cannot run with, explained in one line."""
+
+
+def describe_redis(url: str, *, cluster: bool) -> str:
+    """What the Redis at ``url`` is, checked against ``BUILDPEER_REDIS_CLUSTER``: a Cluster node
+    used as a single Redis (or the reverse) would fail on the first command that dev serves."""
+    shown = redact_url(url)
+    try:
+        with redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5) as client:
+            is_cluster = bool(client.info("cluster").get("cluster_enabled"))
+            nodes = client.execute_command("CLUSTER NODES") if is_cluster and cluster else {}
+    except (redis.RedisError, OSError) as exc:
+        # the app retries; dev does not refuse to start over a Redis that is not up yet
+        return f"BUILDPEER_REDIS_URL {shown}, not reachable now ({exc})"
+    if is_cluster and not cluster:
+        raise DevStackError(f"{shown} is a Redis Cluster node: set BUILDPEER_REDIS_CLUSTER=true")
+    if cluster and not is_cluster:
+        raise DevStackError(f"{shown} is not a Redis Cluster node: unset BUILDPEER_REDIS_CLUSTER")
+    if not cluster:
+        return f"BUILDPEER_REDIS_URL {shown}"
+    flags = [str(node.get("flags", "")) for node in nodes.values()]
+    masters = sum(1 for f in flags if "master" in f and "fail" not in f)
+    return f"Redis Cluster at {shown} ({masters} masters): cache, broker, limits and locks"
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 class DevStack:
     def __init__(self, settings: Settings, *, say: Callable[[str], None] | None = None) -> None:
         self.settings = settings
@@ -48,8 +86,14 @@ class DevStack:
         self._stops.append((name, stop))
 
     def start(self) -> Settings:
-        self.var.mkdir(parents=True, exist_ok=True)
         s = self.settings
+        if s.redis_url:  # before anything starts: a wrong Redis mode stops dev at once
+            self.say(f"redis       {describe_redis(s.redis_url, cluster=s.redis_cluster)} (nothing embedded)")
+        elif s.redis_cluster:
+            raise DevStackError(
+                "BUILDPEER_REDIS_CLUSTER=true needs BUILDPEER_REDIS_URL naming one node of the Cluster"
+            )
+        self.var.mkdir(parents=True, exist_ok=True)
         changes: dict[str, Any] = {}
         if not s.jwt_secret and not s.jwt_jwks_url:
             changes["jwt_secret"] = self._persistent_secret("jwt-secret")

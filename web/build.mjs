@@ -10,6 +10,8 @@ import { fileURLToPath } from 'node:url';
 
 import * as esbuild from 'esbuild';
 
+import { BRAND, DEFAULT_LANGUAGE, I18n, PAGE_TEXTS } from './src/i18n.js';
+
 const here = path.dirname(fileURLToPath(import.meta.url));
 const outdir = path.resolve(here, '..', 'server', 'static', 'dist');
 
@@ -19,7 +21,14 @@ async function writeIndex(metafile) {
   const css = outputs.find((f) => /^app-.*\.css$/.test(f));
   if (!js || !css) throw new Error(`build produced no app bundle: ${outputs.join(', ')}`);
   const template = await readFile(path.join(here, 'src', 'index.html'), 'utf8');
-  const html = template.replaceAll('{{APP_JS}}', js).replaceAll('{{APP_CSS}}', css);
+  // The static page's texts in the default language, from the compiled catalogs (src/i18n.js).
+  const i18n = new I18n(DEFAULT_LANGUAGE);
+  const html = template
+    .replaceAll('{{APP_JS}}', js)
+    .replaceAll('{{APP_CSS}}', css)
+    .replaceAll('{{LANG}}', i18n.language)
+    .replaceAll('{{TITLE}}', `${i18n._(PAGE_TEXTS.title)} · ${BRAND}`)
+    .replaceAll('{{NOSCRIPT}}', i18n._(PAGE_TEXTS.noscript));
   // index.html last: the server treats its presence as "the bundle is complete".
   await writeFile(path.join(outdir, 'manifest.json'), `${JSON.stringify({ js, css }, null, 2)}\n`);
   await writeFile(path.join(outdir, 'index.html'), html);

@@ -4,7 +4,7 @@ import './styles.css';
 
 import { Api, ApiError } from './api.js';
 import { clear, h } from './dom.js';
-import { I18n } from './i18n.js';
+import { BRAND, I18n, N_ } from './i18n.js';
 import { connectLive, websocketUrl } from './live.js';
 import { UploadList } from './model.js';
 import { clearSession, loadSession, saveSession, tokenClaims, validate } from './session.js';
@@ -12,6 +12,17 @@ import { createUploader } from './uploader.js';
 import { UploadTable } from './view.js';
 
 const READ_ONLY_ROLES = new Set(['investor']);
+// What session.validate() finds wrong with the login form.
+const PROBLEMS = {
+  invalidProject: N_('The project id is not valid.'),
+  missingToken: N_('The access token is missing.'),
+};
+// The live connection's states (live.js) in words.
+const CONNECTION_STATES = {
+  connecting: N_('Connecting…'),
+  connected: N_('Live'),
+  disconnected: N_('Live updates offline'),
+};
 
 function showLogin(root, i18n, message) {
   const project = h('input', {
@@ -27,21 +38,21 @@ function showLogin(root, i18n, message) {
   const form = h(
     'form',
     { class: 'login card', id: 'login' },
-    h('h1', {}, i18n.t('loginTitle')),
-    h('p', { class: 'muted' }, i18n.t('loginHelp')),
-    h('label', { for: 'login-project' }, i18n.t('project')),
+    h('h1', {}, i18n._('Sign in to the uploads dashboard')),
+    h('p', { class: 'muted' }, i18n._('Paste the project id and your access token (buildpeer dev prints them at start).')),
+    h('label', { for: 'login-project' }, i18n._('Project')),
     project,
-    h('label', { for: 'login-token' }, i18n.t('token')),
+    h('label', { for: 'login-token' }, i18n._('Access token')),
     token,
     error,
-    h('button', { type: 'submit', class: 'primary' }, i18n.t('enter')),
+    h('button', { type: 'submit', class: 'primary' }, i18n._('Sign in')),
   );
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     const session = { projectId: project.value.trim().toLowerCase(), token: token.value.trim() };
     const problem = validate(session.projectId, session.token);
     if (problem) {
-      error.textContent = i18n.t(problem);
+      error.textContent = i18n._(PROBLEMS[problem] ?? problem);
       error.hidden = false;
       return;
     }
@@ -54,11 +65,11 @@ function showLogin(root, i18n, message) {
 
 function errorMessage(i18n, err) {
   if (err instanceof ApiError) {
-    if (err.status === 403) return i18n.t('forbidden');
-    if (err.status === 404) return i18n.t('notFound');
-    return i18n.t('loadFailed', { message: err.message });
+    if (err.status === 403) return i18n._('You do not have access to this project.');
+    if (err.status === 404) return i18n._('This project was not found.');
+    return i18n._('Could not load the list: {message}', { message: err.message });
   }
-  return i18n.t('loadFailed', { message: String(err) });
+  return i18n._('Could not load the list: {message}', { message: String(err) });
 }
 
 function startDashboard(root, i18n, session) {
@@ -87,19 +98,19 @@ function startDashboard(root, i18n, session) {
     if (list.apply(publication).changed) render();
   };
 
-  const connection = h('span', { class: 'connection', id: 'connection', dataset: { state: 'connecting' } }, i18n.t('connecting'));
-  const logout = h('button', { type: 'button', class: 'link' }, i18n.t('logout'));
+  const connection = h('span', { class: 'connection', id: 'connection', dataset: { state: 'connecting' } }, i18n._('Connecting…'));
+  const logout = h('button', { type: 'button', class: 'link' }, i18n._('Sign out'));
   const banner = h('p', { class: 'banner', role: 'alert', id: 'banner', hidden: true });
   const count = h('span', { class: 'count muted' });
   const uploaderBox = h('div', { id: 'uploader' });
   const tableBox = h('div', { class: 'table-box' });
-  const more = h('button', { type: 'button', class: 'secondary', hidden: true }, i18n.t('loadMore'));
+  const more = h('button', { type: 'button', class: 'secondary', hidden: true }, i18n._('Load more'));
   const canUpload = !READ_ONLY_ROLES.has(claims.role);
   // The inbox bell: the unread count, live on the user: channel; the list on click.
   const bellCount = h('span', { class: 'bell-count', id: 'bell-count' }, '0');
   const bell = h(
     'button',
-    { type: 'button', class: 'bell', id: 'bell', 'aria-label': i18n.t('notifications'), 'aria-expanded': 'false' },
+    { type: 'button', class: 'bell', id: 'bell', 'aria-label': i18n._('Notifications'), 'aria-expanded': 'false' },
     h('span', { 'aria-hidden': 'true' }, '\u{1F514}'),
     bellCount,
   );
@@ -114,7 +125,7 @@ function startDashboard(root, i18n, session) {
       const items = page.items ?? [];
       clear(bellPanel).append(
         items.length === 0
-          ? h('p', { class: 'muted' }, i18n.t('noNotifications'))
+          ? h('p', { class: 'muted' }, i18n._('You have no notifications.'))
           : h(
               'ul',
               { class: 'bell-items' },
@@ -144,7 +155,7 @@ function startDashboard(root, i18n, session) {
     h(
       'header',
       { class: 'topbar' },
-      h('div', { class: 'brand' }, h('span', { class: 'logo', 'aria-hidden': 'true' }, 'BP'), i18n.t('brand')),
+      h('div', { class: 'brand' }, h('span', { class: 'logo', 'aria-hidden': 'true' }, 'BP'), BRAND),
       h('div', { class: 'topbar-right' }, bell, bellPanel, connection, logout),
     ),
     h(
@@ -153,21 +164,21 @@ function startDashboard(root, i18n, session) {
       h(
         'div',
         { class: 'page-title' },
-        h('h1', {}, i18n.t('title')),
-        h('p', { class: 'muted' }, `${i18n.t('project')} `, h('code', { id: 'project-id' }, projectId)),
-        h('label', { class: 'picker' }, `${i18n.t('pickProject')} `, picker),
+        h('h1', {}, i18n._('Project uploads')),
+        h('p', { class: 'muted' }, `${i18n._('Project')} `, h('code', { id: 'project-id' }, projectId)),
+        h('label', { class: 'picker' }, `${i18n._('Switch project:')} `, picker),
       ),
       banner,
       h(
         'section',
         { class: 'card', 'aria-labelledby': 'upload-heading' },
-        h('h2', { id: 'upload-heading' }, i18n.t('uploadHeading')),
-        canUpload ? uploaderBox : h('p', { class: 'muted' }, i18n.t('readOnly')),
+        h('h2', { id: 'upload-heading' }, i18n._('Upload files')),
+        canUpload ? uploaderBox : h('p', { class: 'muted' }, i18n._('Your role can only view this project’s uploads.')),
       ),
       h(
         'section',
         { class: 'card', 'aria-labelledby': 'files-heading' },
-        h('div', { class: 'section-head' }, h('h2', { id: 'files-heading' }, i18n.t('uploadsHeading')), count),
+        h('div', { class: 'section-head' }, h('h2', { id: 'files-heading' }, i18n._('Files')), count),
         tableBox,
         more,
       ),
@@ -184,7 +195,7 @@ function startDashboard(root, i18n, session) {
       }
       picker.disabled = (me.projects ?? []).length === 0;
       const current = (me.projects ?? []).find((p) => p.id === projectId);
-      if (current) document.title = `${current.name} · BuildPeer`;
+      if (current) document.title = `${current.name} · ${BRAND}`;
     },
     () => {}, // the list's own requests report errors (401, 403) to the page
   );
@@ -215,7 +226,7 @@ function startDashboard(root, i18n, session) {
         },
         (err) => {
           if (err instanceof ApiError && err.status === 401) return fail(err);
-          banner.textContent = i18n.t('deleteFailed', { message: err.message });
+          banner.textContent = i18n._('Could not delete: {message}', { message: err.message });
           banner.hidden = false;
         },
       ),
@@ -224,7 +235,7 @@ function startDashboard(root, i18n, session) {
   const render = () => {
     const docs = list.sorted();
     table.render(docs);
-    count.textContent = docs.length === 1 ? i18n.t('countOne') : i18n.t('count', { count: docs.length });
+    count.textContent = i18n.ngettext('{count} file', '{count} files', docs.length);
     more.hidden = !nextCursor;
   };
 
@@ -233,7 +244,7 @@ function startDashboard(root, i18n, session) {
       live?.close();
       uploader?.close();
       clearSession(window);
-      showLogin(root, i18n, i18n.t('sessionExpired'));
+      showLogin(root, i18n, i18n._('Your session expired or the token is not valid. Sign in again.'));
       return;
     }
     banner.textContent = errorMessage(i18n, err);
@@ -308,7 +319,6 @@ function startDashboard(root, i18n, session) {
     showLogin(root, i18n);
   });
 
-  const stateLabels = { connecting: 'connecting', connected: 'live', disconnected: 'offline' };
   live = connectLive({
     url: websocketUrl(window.location),
     token,
@@ -326,7 +336,7 @@ function startDashboard(root, i18n, session) {
     onResync: reload,
     onState: (state) => {
       connection.dataset.state = state;
-      connection.textContent = i18n.t(stateLabels[state]);
+      connection.textContent = i18n._(CONNECTION_STATES[state] ?? state);
     },
     onError: (err) => console.warn('live updates:', err),
   });
@@ -361,7 +371,7 @@ function main() {
   const params = new URLSearchParams(window.location.search);
   const i18n = new I18n(params.get('lang') || document.documentElement.lang);
   document.documentElement.lang = i18n.language;
-  document.title = `${i18n.t('title')} · ${i18n.t('brand')}`;
+  document.title = `${i18n._('Project uploads')} · ${BRAND}`;
   const root = document.getElementById('app');
   const session = loadSession(window);
   if (session) startDashboard(root, i18n, session);

@@ -84,7 +84,7 @@ export function createUploader({ target, origin, token, projectId, i18n, callbac
     height: 280,
     proudlyDisplayPoweredByUppy: false,
     hideProgressDetails: false,
-    note: i18n.t('uploaderNote'),
+    note: i18n._('Photos (JPEG, PNG, HEIC) and documents (PDF). They are scanned before they are published.'),
     doneButtonHandler: () => uppy.clear(),
   });
   uppy.use(AwsS3, {

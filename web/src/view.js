@@ -23,7 +23,7 @@ export class UploadTable {
     this.rows = new Map();
     this.thumbs = new Map(); // upload id → 'loading' | 'loaded' | 'failed'
     this.tbody = h('tbody');
-    this.empty = h('p', { class: 'empty', hidden: true }, i18n.t('empty'));
+    this.empty = h('p', { class: 'empty', hidden: true }, i18n._('No files in this project yet. Drop photos or documents above to upload them.'));
     this.table = h(
       'table',
       { class: 'uploads', 'aria-live': 'polite' },
@@ -33,11 +33,11 @@ export class UploadTable {
         h(
           'tr',
           {},
-          h('th', { scope: 'col', class: 'col-thumb' }, i18n.t('colPreview')),
-          h('th', { scope: 'col' }, i18n.t('colFile')),
-          h('th', { scope: 'col', class: 'col-status' }, i18n.t('colStatus')),
-          h('th', { scope: 'col', class: 'col-date' }, i18n.t('colDate')),
-          h('th', { scope: 'col', class: 'col-actions' }, i18n.t('colActions')),
+          h('th', { scope: 'col', class: 'col-thumb' }, i18n._('Preview')),
+          h('th', { scope: 'col' }, i18n._('File')),
+          h('th', { scope: 'col', class: 'col-status' }, i18n._('Status')),
+          h('th', { scope: 'col', class: 'col-date' }, i18n._('Date')),
+          h('th', { scope: 'col', class: 'col-actions' }, i18n._('Actions')),
         ),
       ),
       this.tbody,
@@ -82,9 +82,9 @@ export class UploadTable {
       progressText: h('span', { class: 'progress-text' }),
       reason: h('p', { class: 'reason' }),
       date: h('time', { class: 'date' }),
-      open: h('button', { type: 'button', class: 'secondary action-open', hidden: true }, this.i18n.t('open')),
-      remove: h('button', { type: 'button', class: 'link action-delete', hidden: true }, this.i18n.t('delete')),
-      retry: h('button', { type: 'button', class: 'secondary action-retry', hidden: true }, this.i18n.t('retry')),
+      open: h('button', { type: 'button', class: 'secondary action-open', hidden: true }, this.i18n._('Open')),
+      remove: h('button', { type: 'button', class: 'link action-delete', hidden: true }, this.i18n._('Delete')),
+      retry: h('button', { type: 'button', class: 'secondary action-retry', hidden: true }, this.i18n._('Retry')),
       doc: doc,
       status: null,
     };
@@ -126,7 +126,7 @@ export class UploadTable {
     if (percent !== null) {
       row.bar.style.width = `${percent}%`;
       row.progress.setAttribute('aria-valuenow', String(percent));
-      row.progressText.textContent = t.t('received', { percent });
+      row.progressText.textContent = t._('{percent} received', { percent: t.percent(percent) });
     }
     const reason = doc.status === 'failed' || doc.status === 'quarantined' ? t.reason(doc.reason) : '';
     row.reason.textContent = reason;

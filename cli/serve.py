@@ -79,7 +79,8 @@ def uvicorn_config(settings: Settings, *, host: str, port: int) -> uvicorn.Confi
     """How the server runs. uvicorn's proxy headers are off: the client address behind
     CloudFront and the ALB is :mod:`server.proxies`'s to decide, from
     ``BUILDPEER_TRUSTED_PROXIES`` (uvicorn would otherwise trust X-Forwarded-For from
-    127.0.0.1, and rewrite the peer before the app could see it)."""
+    127.0.0.1, and rewrite the peer before the app could see it). No access log: errors are
+    logged by the app, requests are counted in its metrics."""
     return uvicorn.Config(
         create_app(settings),
         host=host,
@@ -87,6 +88,7 @@ def uvicorn_config(settings: Settings, *, host: str, port: int) -> uvicorn.Confi
         log_config=None,
         proxy_headers=False,
         forwarded_allow_ips=[],
+        access_log=False,  # off anyway (WARNING), but uvicorn formatted each line's fields first
         timeout_graceful_shutdown=20,
         ws_max_size=64 * 1024,
     )

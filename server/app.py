@@ -16,6 +16,7 @@ import aioboto3
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
 from core.db import create_pool
 from core.publish import EventPublisher, MemoryPublisher
@@ -40,8 +41,17 @@ from server.proxies import ClientAddressMiddleware
 from server.status_cache import StatusCache
 from server.telemetry import setup_tracing, shutdown_tracing
 from server.uploads.ratelimit import RateLimitMiddleware
+from server.uploads.status import StatusFastPath
 
 log = logging.getLogger(__name__)
+
+
+class App(Starlette):
+    """Starlette, with the status poll's fast path (:class:`StatusFastPath`) in front of the
+    whole middleware stack: the most requested route skips the layers it does not need."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return StatusFastPath(super().build_middleware_stack(), self.state.settings)
 
 
 class Component(Protocol):
@@ -154,7 +164,7 @@ def create_app(settings: Settings, *, run_components: bool = True) -> Starlette:
             stack.callback(gc_policy.restore)
             yield
 
-    app = Starlette(
+    app = App(
         routes=_routes(),
         middleware=[
             Middleware(ClientAddressMiddleware, trusted=settings.trusted_proxies),  # first: who asks

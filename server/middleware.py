@@ -23,6 +23,30 @@ _ID_PREFIX = os.urandom(8).hex()  # this process; request ids are the prefix + a
 _MAX_LABEL_SETS = 4096  # bounds the (method, route, status) children cached per process
 
 
+_ids = itertools.count()
+_observers: dict[tuple[str, str, int], Any] = {}
+
+
+def request_id(sent: str) -> str:
+    """The request's id: its ``X-Request-ID`` when sane, else a new one (this process's
+    prefix + a counter)."""
+    if sent and _SAFE_ID.match(sent):
+        return sent
+    return f"{_ID_PREFIX}{next(_ids):016x}"
+
+
+def latency_observer(method: str, route: str, status: int) -> Any:
+    """The latency histogram's child for (method, route template, status), looked up once
+    per combination and then cached (bounded)."""
+    key = (method, route, status)
+    observer = _observers.get(key)
+    if observer is None:
+        observer = metrics.HTTP_LATENCY.labels(method, route, str(status))
+        if len(_observers) < _MAX_LABEL_SETS:
+            _observers[key] = observer
+    return observer
+
+
 class RequestContextMiddleware:
     """Takes ``X-Request-ID`` (when sane) or makes one; echoes it; times the request.
 
@@ -32,7 +56,6 @@ class RequestContextMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._ids = itertools.count()
         self._observers: dict[tuple[str, object, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -44,8 +67,7 @@ class RequestContextMiddleware:
             if name == b"x-request-id":
                 rid = value.decode("latin-1")
                 break
-        if not _SAFE_ID.match(rid):
-            rid = f"{_ID_PREFIX}{next(self._ids):016x}"
+        rid = request_id(rid)
         token = ctx.request_id.set(rid)
         started = time.perf_counter()
         status = 500
@@ -58,14 +80,14 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", ()), rid_header]
             await send(message)
 
-        tracing = _tracing()
-        if tracing:
+        traced = tracing()
+        if traced:
             span = _tracer.start_span(f"HTTP {scope['method']}", kind=SpanKind.SERVER)
             context_token = otel_context.attach(trace.set_span_in_context(span))
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            if tracing:
+            if traced:
                 route = _route_template(scope)
                 span.update_name(f"{scope['method']} {route}")
                 span.set_attribute("http.route", route)
@@ -81,7 +103,7 @@ class RequestContextMiddleware:
         key = (scope["method"], scope.get("endpoint"), status)
         observer = self._observers.get(key)
         if observer is None:
-            observer = metrics.HTTP_LATENCY.labels(key[0], _route_template(scope), str(status))
+            observer = latency_observer(key[0], _route_template(scope), status)
             if len(self._observers) < _MAX_LABEL_SETS:
                 self._observers[key] = observer
         return observer
@@ -117,9 +139,10 @@ class CORSMiddleware(StarletteCORSMiddleware):
 
 
 _VARY_ORIGIN = (b"vary", b"Origin")
+VARY_ORIGIN = _VARY_ORIGIN  # what a response to a request without ``Origin`` carries
 
 
-def _tracing() -> bool:
+def tracing() -> bool:
     """Whether a tracer provider is installed (``trace.get_tracer_provider()`` reads the
     environment on every call; the global it returns is all that matters here)."""
     return getattr(trace, "_TRACER_PROVIDER", 1) is not None

@@ -72,8 +72,17 @@ class StatusCache:
             return [None] * len(keys)
         return [v if isinstance(v, bytes) or v is None else str(v).encode() for v in values]
 
+    async def get(self, key: str) -> bytes | None:
+        """The raw value of ``key`` (one ``GET``); ``None`` when Redis is unreachable."""
+        try:
+            value = await self.redis.get(key)
+        except RedisError as exc:
+            self._unavailable("get", exc)
+            return None
+        return value if isinstance(value, bytes) or value is None else str(value).encode()
+
     async def get_raw(self, tenant_id: uuid.UUID | str, upload_id: uuid.UUID | str) -> bytes | None:
-        return (await self.get_many(cache_key(tenant_id, upload_id)))[0]
+        return await self.get(cache_key(tenant_id, upload_id))
 
     async def set_raw(self, key: str, value: bytes) -> None:
         try:

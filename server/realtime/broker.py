@@ -8,7 +8,7 @@ A channel here is the broker name (tenant first, see ``channels.Channel.broker_n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -59,6 +59,14 @@ class Broker(Protocol):
 
     async def publish(self, channel: str, data: bytes, *, key: str | None = None) -> StreamPosition:
         """Append to history and fan out; the new publication's position."""
+        ...
+
+    async def publish_many(
+        self, channels: Sequence[str], data: bytes, *, key: str | None = None
+    ) -> list[StreamPosition]:
+        """:meth:`publish` of one ``data`` to each of ``channels`` (in as few broker round
+        trips as the backend allows); their new positions, in order. On an error some of the
+        channels may have the publication."""
         ...
 
     async def publish_control(self, data: bytes) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from server.realtime.broker import (
@@ -75,6 +76,11 @@ class MemoryBroker:
         if channel in self._subscribed and self._on_publication is not None:
             self._on_publication(channel, pub)
         return StreamPosition(stream.offset, stream.epoch)
+
+    async def publish_many(
+        self, channels: Sequence[str], data: bytes, *, key: str | None = None
+    ) -> list[StreamPosition]:
+        return [await self.publish(channel, data, key=key) for channel in channels]
 
     async def subscribe(self, channel: str) -> None:
         self._subscribed.add(channel)

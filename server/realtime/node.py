@@ -500,9 +500,12 @@ class Node:
             kind=SpanKind.PRODUCER,
             attributes={"buildpeer.event_type": event.type.value, "buildpeer.channels": len(channels)},
         ):
-            await asyncio.gather(
-                *(self._publish(channel.broker_name(event.tenant_id), data, key) for channel in channels)
-            )
+            names = [channel.broker_name(event.tenant_id) for channel in channels]
+            try:
+                await self.broker.publish_many(names, data, key=key)
+            except BrokerUnavailable:
+                self._check_after_failed_publish(names)
+                raise
         metrics.FANOUT_LATENCY.observe(time.perf_counter() - started)
 
     async def publish_data(
@@ -515,11 +518,15 @@ class Node:
         try:
             return await self.broker.publish(broker_channel, data, key=key)
         except BrokerUnavailable:
-            # It may still have been stored (a timeout): local subscribers check the stream.
-            state = self._channels.get(broker_channel)
+            self._check_after_failed_publish([broker_channel])
+            raise
+
+    def _check_after_failed_publish(self, broker_channels: list[str]) -> None:
+        """It may still have been stored (a timeout): local subscribers check the stream."""
+        for name in broker_channels:
+            state = self._channels.get(name)
             if state is not None:
                 self._check(state)
-            raise
 
     # --- users, on every instance (control messages) ---
 

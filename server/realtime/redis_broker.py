@@ -10,7 +10,8 @@ new epoch, so a client's old position is known to be unrecoverable.
 
 Publishing is one Lua script: increment the offset, append, trim, refresh TTLs and
 PUBLISH a msgpack ``[offset, epoch, payload]`` to ``bp:rt:{<channel>}:p``. The order on
-PUB/SUB is therefore the order of offsets.
+PUB/SUB is therefore the order of offsets. An event's channels go in one script call on a
+single Redis (``publish_many``: one round trip for the four), one per slot on a Cluster.
 
 With ``cluster=True`` (``BUILDPEER_REDIS_CLUSTER``) commands go through redis-py's
 ``RedisCluster`` and the script ``SPUBLISH``es instead (sharded PUB/SUB: the message stays
@@ -28,8 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import msgpack
@@ -38,6 +41,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from server.realtime.broker import (
@@ -62,19 +66,30 @@ SUBSCRIBE_TIMEOUT = 5.0
 POOL_CONNECTIONS = 100
 POOL_WAIT_SECONDS = 5.0
 
+# Publish ARGV[1] to each of the n channels of KEYS (stream and meta hash, in pairs) and to
+# its PUB/SUB channel (ARGV[5 + i]) with the command ARGV[6 + n] (for one channel the layout
+# of the single-channel script this replaced). On a Cluster all KEYS are in one slot.
 _PUBLISH = """
-local epoch = redis.call('hget', KEYS[2], 'e')
-if not epoch then
-  epoch = ARGV[5]
-  redis.call('del', KEYS[1])
-  redis.call('hset', KEYS[2], 'e', epoch)
+local n = #KEYS / 2
+local command = ARGV[6 + n]
+local out = {}
+for i = 1, n do
+  local stream, meta = KEYS[2 * i - 1], KEYS[2 * i]
+  local epoch = redis.call('hget', meta, 'e')
+  if not epoch then
+    epoch = ARGV[5]
+    redis.call('del', stream)
+    redis.call('hset', meta, 'e', epoch)
+  end
+  local offset = redis.call('hincrby', meta, 's', 1)
+  redis.call('xadd', stream, 'MAXLEN', '~', ARGV[2], '0-' .. offset, 'p', ARGV[1])
+  redis.call('expire', stream, ARGV[3])
+  redis.call('expire', meta, ARGV[4])
+  redis.call(command, ARGV[5 + i], cmsgpack.pack({offset, epoch, ARGV[1]}))
+  out[2 * i - 1] = offset
+  out[2 * i] = epoch
 end
-local offset = redis.call('hincrby', KEYS[2], 's', 1)
-redis.call('xadd', KEYS[1], 'MAXLEN', '~', ARGV[2], '0-' .. offset, 'p', ARGV[1])
-redis.call('expire', KEYS[1], ARGV[3])
-redis.call('expire', KEYS[2], ARGV[4])
-redis.call(ARGV[7], ARGV[6], cmsgpack.pack({offset, epoch, ARGV[1]}))
-return {offset, epoch}
+return out
 """
 
 _HISTORY = """
@@ -384,24 +399,56 @@ class RedisBroker:
     # --- history ---
 
     async def publish(self, channel: str, data: bytes, *, key: str | None = None) -> StreamPosition:
-        stream, meta, pub = _keys(channel)
+        return (await self.publish_many([channel], data, key=key))[0]
+
+    async def publish_many(
+        self, channels: Sequence[str], data: bytes, *, key: str | None = None
+    ) -> list[StreamPosition]:
+        """One script call for all ``channels`` on a single Redis; on a Cluster one per slot
+        (each channel is its own hash tag), the calls concurrent."""
+        payload = _pack_payload(data, key)
+        if not self.cluster or len(channels) == 1:
+            return await self._publish_in_slot(list(channels), payload)
+        by_slot: dict[int, list[int]] = {}
+        for index, channel in enumerate(channels):
+            by_slot.setdefault(key_slot(_keys(channel)[0].encode()), []).append(index)
+        groups = list(by_slot.values())
+        results = await asyncio.gather(
+            *(self._publish_in_slot([channels[i] for i in group], payload) for group in groups),
+            return_exceptions=True,
+        )
+        positions: list[StreamPosition | None] = [None] * len(channels)
+        for group, result in zip(groups, results, strict=True):
+            if isinstance(result, BaseException):
+                raise result
+            for index, position in zip(group, result, strict=True):
+                positions[index] = position
+        return [p for p in positions if p is not None]
+
+    async def _publish_in_slot(self, channels: list[str], payload: bytes) -> list[StreamPosition]:
+        keys: list[str] = []
+        pubsub: list[str] = []
+        for channel in channels:
+            stream, meta, pub = _keys(channel)
+            keys += (stream, meta)
+            pubsub.append(pub)
         try:
-            offset, epoch = await self._publish_script(
-                keys=[stream, meta],
+            reply = await self._publish_script(
+                keys=keys,
                 args=[
-                    _pack_payload(data, key),
+                    payload,
                     self.history_size,
                     self.history_ttl,
                     max(META_TTL_SECONDS, self.history_ttl),
-                    uuid.uuid4().hex[:8],
-                    pub,
+                    os.urandom(4).hex(),  # the epoch of a stream that has none
+                    *pubsub,
                     self._publish_command,
                 ],
             )
         except (RedisError, OSError) as exc:
             await self._drop_idle_connections()  # the next publish starts on a fresh connection
             raise BrokerUnavailable(f"publish failed: {exc}") from exc
-        return StreamPosition(int(offset), _text(epoch))
+        return [StreamPosition(int(reply[i]), _text(reply[i + 1])) for i in range(0, len(reply), 2)]
 
     async def _drop_idle_connections(self) -> None:
         if self.cluster:

@@ -22,13 +22,16 @@ COMMAND_MODULES = (
     # Feature commands register here (one line each).
     "cli.digest",
     "cli.upload",
+    "cli.suppression",
 )
 
 DEV_ENV = Path("var") / "dev.env"
 # The commands a developer runs in a second terminal beside `buildpeer dev`: they read
 # var/dev.env for unset variables. `serve` and `migrate` run in production and never do
 # (nor does `dev`, which starts its own services); a new command reads it only when listed.
-DEV_ENV_COMMANDS = frozenset({"worker", "token", "upload", "tenant", "user", "project", "digest"})
+DEV_ENV_COMMANDS = frozenset(
+    {"worker", "token", "upload", "tenant", "user", "project", "digest", "suppression"}
+)
 
 
 def load_dev_env(path: Path = DEV_ENV) -> None:

@@ -1,7 +1,7 @@
-"""HTTP routes of notifications (devices, preferences, one-click unsubscribe; the inbox's
-are in :mod:`server.inbox_api`) and the wiring of the push consumer, the digest scheduler
-and the SES feedback consumer into the app. The logic lives in
-``subscribers``; this module only speaks HTTP and composes."""
+"""HTTP routes of notifications (devices, preferences, one-click unsubscribe, and for tenant
+admins the email suppressions; the inbox's are in :mod:`server.inbox_api`) and the wiring of
+the push consumer, the digest scheduler and the SES feedback consumer into the app. The logic
+lives in ``subscribers``; this module only speaks HTTP and composes."""
 
 from __future__ import annotations
 
@@ -16,12 +16,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from core.auth import Principal
 from core.db import ping, tenant_transaction
 from core.settings import Settings
 from server import inbox_api, openapi
 from server.errors import ApiError, bad_request, not_found
-from server.permissions import authenticate
-from subscribers import devices, preferences
+from server.permissions import authenticate, require_admin
+from subscribers import devices, email_feedback, preferences
 from subscribers.digest.render import render_unsubscribe_page
 from subscribers.digest.scheduler import DigestScheduler
 from subscribers.digest.senders import EmailSender, sender_for
@@ -341,6 +342,128 @@ openapi.describe(
 )
 
 
+# --- email suppressions (tenant admins) ------------------------------------------------
+SUPPRESSION_SCHEMAS: dict[str, Any] = {
+    "EmailSuppression": {
+        "type": "object",
+        "properties": {
+            "email": {"type": "string"},
+            "reason": {"type": "string", "enum": ["bounce", "complaint"]},
+            "detail": {
+                "type": "string",
+                "nullable": True,
+                "description": "bounce type/subtype or complaint feedback type",
+            },
+            "diagnostic": {"type": "string", "nullable": True, "description": "the remote MTA's code"},
+            "feedback_id": {"type": "string", "nullable": True, "description": "SES feedbackId"},
+            "event_at": {"type": "string", "format": "date-time"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "user_ids": {
+                "type": "array",
+                "items": {"type": "string", "format": "uuid"},
+                "description": "the tenant's users with this address",
+            },
+        },
+    },
+    "EmailSuppressionPage": {
+        "type": "object",
+        "properties": {
+            "items": {"type": "array", "items": openapi.ref("EmailSuppression")},
+            "next_cursor": {"type": "string", "nullable": True},
+        },
+    },
+}
+
+
+async def _admin(request: Request) -> Principal:
+    principal = await authenticate(request)
+    require_admin(principal)
+    return principal
+
+
+async def list_suppressions(request: Request) -> Response:
+    principal = await _admin(request)
+    raw_limit = request.query_params.get("limit", str(email_feedback.DEFAULT_PAGE))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= email_feedback.MAX_PAGE:
+        raise bad_request(f"limit: expected 1..{email_feedback.MAX_PAGE}", "invalid_query")
+    cursor = request.query_params.get("cursor") or None
+    if cursor is not None:
+        try:
+            cursor = email_feedback.parse_address(cursor)
+        except email_feedback.InvalidAddress:
+            raise bad_request("cursor: give the next_cursor of the previous page", "invalid_query") from None
+    async with tenant_transaction(request.app.state.pool, principal.tenant_id, readonly=True) as conn:
+        items, next_cursor = await email_feedback.suppressions(
+            conn, principal.tenant_id, after=cursor, limit=int(raw_limit)
+        )
+    return JSONResponse({"items": items, "next_cursor": next_cursor})
+
+
+async def lift_suppression(request: Request) -> Response:
+    """The address gets digests again (after it was fixed); logged as an admin action."""
+    principal = await _admin(request)
+    try:
+        email = email_feedback.parse_address(request.path_params["email"])
+    except email_feedback.InvalidAddress as exc:
+        raise bad_request(str(exc), "invalid_email") from None
+    async with tenant_transaction(request.app.state.pool, principal.tenant_id) as conn:
+        lifted = await email_feedback.lift(conn, principal.tenant_id, email)
+    if lifted is None:
+        raise not_found("email suppression")
+    log.info(
+        "email suppression lifted",
+        extra={
+            "tenant_id": str(principal.tenant_id),
+            "email": email,
+            "reason": lifted["reason"],
+            "by_user_id": str(principal.user_id),
+            "via": "api",
+        },
+    )
+    return Response(status_code=204)
+
+
+openapi.describe(
+    list_suppressions,
+    "get",
+    {
+        "summary": "The tenant's suppressed email addresses (SES bounces and complaints), by address",
+        "description": "Tenant admins only.",
+        "operationId": "listEmailSuppressions",
+        "security": openapi.BEARER,
+        "parameters": [
+            openapi.query_param("cursor", {"type": "string"}, description="next_cursor of the previous page"),
+            openapi.query_param(
+                "limit", {"type": "integer", "minimum": 1, "maximum": email_feedback.MAX_PAGE}
+            ),
+        ],
+        "responses": {
+            "200": openapi.json_response("EmailSuppressionPage"),
+            **openapi.errors(400, 401, 403),
+        },
+    },
+    SUPPRESSION_SCHEMAS,
+)
+openapi.describe(
+    lift_suppression,
+    "delete",
+    {
+        "summary": "Lift the suppression of an address: its digests are sent again",
+        "description": "Tenant admins only. Another tenant's suppressions are not found (404).",
+        "operationId": "liftEmailSuppression",
+        "security": openapi.BEARER,
+        "parameters": [
+            openapi.path_param(
+                "email",
+                {"type": "string", "format": "email", "maxLength": email_feedback.MAX_ADDRESS},
+                "The suppressed address (case does not matter)",
+            )
+        ],
+        "responses": {"204": {"description": "Lifted"}, **openapi.errors(400, 401, 403, 404)},
+    },
+)
+
+
 def routes() -> list[BaseRoute]:
     return [
         Route("/api/v1/devices", register_device, methods=["POST"]),
@@ -349,6 +472,8 @@ def routes() -> list[BaseRoute]:
         Route("/api/v1/me/preferences", put_preferences, methods=["PUT"]),
         Route("/api/v1/unsubscribe", unsubscribe_page, methods=["GET"]),
         Route("/api/v1/unsubscribe", unsubscribe, methods=["POST"]),
+        Route("/api/v1/email-suppressions", list_suppressions, methods=["GET"]),
+        Route("/api/v1/email-suppressions/{email}", lift_suppression, methods=["DELETE"]),
         *inbox_api.routes(),
     ]
 

@@ -148,6 +148,76 @@ async def find(conn: asyncpg.Connection, email: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
+# --- lifting a suppression (tenant admins: the API and `buildpeer suppression`) ----------
+MAX_ADDRESS = 320
+DEFAULT_PAGE = 100
+MAX_PAGE = 500
+
+
+class InvalidAddress(ValueError):
+    """Not an email address (no suppression can have it)."""
+
+
+def parse_address(raw: str) -> str:
+    """``raw`` as suppressions store it (lower case), or :class:`InvalidAddress`: one ``@``
+    with something on both sides, no spaces or control characters, at most 320 characters."""
+    address = raw.strip().lower()
+    local, at, domain = address.rpartition("@")
+    if (
+        not at
+        or not local
+        or not domain
+        or len(address) > MAX_ADDRESS
+        or not address.isprintable()
+        or any(c.isspace() for c in address)
+    ):
+        raise InvalidAddress(f"not an email address: {raw[:80]!r}")
+    return address
+
+
+async def suppressions(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, *, after: str | None = None, limit: int = DEFAULT_PAGE
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The tenant's suppressions by address (inside its transaction: RLS and the filter both
+    scope them), a page after the address ``after``; returns ``(items, next_cursor)``."""
+    rows = await conn.fetch(
+        "SELECT s.email, s.reason, s.detail, s.diagnostic, s.feedback_id, s.event_at, s.created_at, "
+        "  ARRAY(SELECT u.user_id FROM users AS u "
+        "    WHERE u.tenant_id = s.tenant_id AND lower(u.email) = s.email ORDER BY u.user_id) "
+        "    AS user_ids "
+        "FROM email_suppressions AS s WHERE s.tenant_id = $1 AND ($2::text IS NULL OR s.email > $2) "
+        "ORDER BY s.email LIMIT $3",
+        tenant_id,
+        after,
+        limit + 1,
+    )
+    items = [_document(r) for r in rows[:limit]]
+    return items, (items[-1]["email"] if len(rows) > limit else None)
+
+
+async def lift(conn: asyncpg.Connection, tenant_id: uuid.UUID, email: str) -> dict[str, Any] | None:
+    """Delete the tenant's suppression of ``email`` (inside its transaction): the next digest
+    goes to it again. Returns the row that was lifted, or None when there was none."""
+    row = await conn.fetchrow(
+        "DELETE FROM email_suppressions WHERE tenant_id = $1 AND email = $2 "
+        "RETURNING email, reason, detail, diagnostic, feedback_id, event_at, created_at, "
+        "  ARRAY(SELECT u.user_id FROM users AS u "
+        "    WHERE u.tenant_id = $1 AND lower(u.email) = $2 ORDER BY u.user_id) "
+        "    AS user_ids",
+        tenant_id,
+        email,
+    )
+    return _document(row) if row else None
+
+
+def _document(row: asyncpg.Record) -> dict[str, Any]:
+    doc = dict(row)
+    for key in ("event_at", "created_at"):
+        doc[key] = doc[key].isoformat()
+    doc["user_ids"] = [str(u) for u in doc["user_ids"]]
+    return doc
+
+
 class FeedbackHandler:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool

@@ -1,5 +1,5 @@
 // The dashboard's texts in Debian's Chromium: web/src/i18n.js with the compiled catalogs
-// (web/src/catalogs.json), bundled by esbuild as the dashboard is, evaluated in the page so
+// (web/src/catalogs.js), bundled by esbuild as the dashboard is, evaluated in the page so
 // Chromium's own Intl.PluralRules picks each plural's CLDR category (run by
 // tests/browser/test_dashboard_i18n.py). Input: one JSON argument; output: one JSON line.
 //

@@ -229,11 +229,11 @@ def test_a_text_marked_in_the_dashboard_but_not_extracted_fails(tmp_path: Path) 
 
 
 def test_the_browser_catalogs_are_the_compiled_po_files() -> None:
-    """web/src/catalogs.json (what the bundle imports) is ``python -m devstack.catalogs``'s
+    """web/src/catalogs.js (what the bundle imports) is ``python -m devstack.catalogs``'s
     output from the .po files, plural forms keyed by the CLDR categories Intl.PluralRules answers."""
     compiled = catalogs.compile_all(ROOT)
     assert catalogs.output_path(ROOT).read_bytes() == catalogs.render(compiled), (
-        "web/src/catalogs.json is stale: run `.venv/bin/python -m devstack.catalogs`"
+        "web/src/catalogs.js is stale: run `.venv/bin/python -m devstack.catalogs`"
     )
     es, pt, en = (compiled["locales"][loc] for loc in ("es", "pt-BR", "en"))
     files = {"es": "{count} archivo", "pt": "{count} arquivo", "en": "{count} file"}

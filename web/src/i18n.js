@@ -1,6 +1,6 @@
 // Page texts, from the gettext catalogs of the `dashboard` domain (web/locale/*/LC_MESSAGES/
 // dashboard.po, extracted from this folder with `pybabel extract -F web/babel.cfg`), compiled
-// to catalogs.json by `python -m devstack.catalogs` (README: Translations). Spanish is the
+// to catalogs.js by `python -m devstack.catalogs` (README: Translations). Spanish is the
 // default; `?lang=pt-BR` or `?lang=en` switch.
 //
 // Mark a text with `i18n._('English source')`, a plural with
@@ -8,7 +8,7 @@
 // Plurals follow CLDR: the browser's Intl.PluralRules picks the category (one, many, other…)
 // and the catalog holds each plural message's forms by category.
 
-import CATALOGS from './catalogs.json' with { type: 'json' };
+import CATALOGS from './catalogs.js';
 
 export const DEFAULT_LANGUAGE = 'es';
 export const LANGUAGES = Object.keys(CATALOGS.locales);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import CATALOGS from '../src/catalogs.json' with { type: 'json' };
+import CATALOGS from '../src/catalogs.js';
 import { I18n, LANGUAGES, PAGE_TEXTS, REASON_KEYS, STATUS_KEYS, pickLanguage } from '../src/i18n.js';
 import { REASONS, STATUSES } from '../src/status.js';
 

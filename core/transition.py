@@ -69,6 +69,17 @@ LIVE = (UploadStatus.PENDING, UploadStatus.UPLOADING)
 # Every status in rank order: the UPDATE compares ranks itself (never backwards), on top of
 # the machine's list of statuses the move may start from.
 _BY_RANK = [s.value for s in sorted(UploadStatus, key=rank)]
+# The machine's sources of every target, computed once (the guard's ``$8``).
+_SOURCES = {target: tuple(s.value for s in sources(target)) for target in UploadStatus}
+
+
+def may_move(current: UploadStatus | str, to: UploadStatus | str) -> bool:
+    """Would the guarded ``UPDATE`` of :func:`transition` move a row whose status is
+    ``current`` to ``to``? The same two conditions, for a caller that holds the row locked
+    (its status cannot change meanwhile) and wants to skip an ``UPDATE`` that would be a
+    no-op; the ``UPDATE`` itself still checks them."""
+    cur, target = UploadStatus(current), UploadStatus(to)
+    return cur.value in _SOURCES[target] and rank(cur) < rank(target)
 
 
 def _reason(to: UploadStatus, reason: ReasonCode | str | None) -> str | None:
@@ -100,7 +111,7 @@ async def transition(
     the change and are written only when it happens.
     """
     target = UploadStatus(to)
-    allowed = [s.value for s in sources(target)]
+    allowed = list(_SOURCES[target])
     if only_from is not None:
         wanted = {UploadStatus(s) for s in only_from}
         allowed = [s for s in allowed if UploadStatus(s) in wanted]

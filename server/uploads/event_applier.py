@@ -22,7 +22,7 @@ from core.db import tenant_transaction
 from core.events import Event, EventType
 from core.publish import EventPublisher
 from core.status import ReasonCode, UploadStatus
-from core.transition import transition
+from core.transition import may_move, transition
 from core.upload_view import UPLOAD_COLUMNS
 from server.status_cache import StatusCache
 from server.uploads.changes import UploadChanges
@@ -33,6 +33,20 @@ CONSUMER = "hub"
 PROBE_TIMEOUT = 2.0
 # Event types the processors emit exactly once per status change they make.
 ANNOUNCES_CHANGE = frozenset({EventType.PROCESSING_COMPLETED, EventType.UPLOAD_FAILED})
+
+
+# The dedupe record (``fresh``: the event is new) and, when it is new, the upload's row locked
+# (all NULL when the upload is not in this tenant): one round trip.
+_DEDUPE_AND_LOCK = f"""WITH fresh AS (
+      INSERT INTO processed_events (tenant_id, consumer, event_id) VALUES ($1, $2, $3)
+      ON CONFLICT DO NOTHING RETURNING 1
+    ), locked AS (
+      SELECT {UPLOAD_COLUMNS} FROM uploads
+      WHERE upload_id = $4 AND EXISTS (SELECT 1 FROM fresh)
+      FOR UPDATE
+    )
+    SELECT EXISTS (SELECT 1 FROM fresh) AS fresh, locked.*
+    FROM (SELECT 1) AS one LEFT JOIN locked ON true"""
 
 
 class UploadNotFound(LookupError):
@@ -70,27 +84,24 @@ class EventApplier:
 
     async def apply(self, event: Event) -> dict[str, Any] | None:
         async with tenant_transaction(self.pool, event.tenant_id) as conn:
-            fresh = await conn.fetchval(
-                "INSERT INTO processed_events (tenant_id, consumer, event_id) VALUES ($1, $2, $3) "
-                "ON CONFLICT DO NOTHING RETURNING 1",
-                event.tenant_id,
-                CONSUMER,
-                event.id,
-            )
-            if not fresh:
+            # One statement: the dedupe record, and the row locked when the event is new.
+            row = await conn.fetchrow(_DEDUPE_AND_LOCK, event.tenant_id, CONSUMER, event.id, event.upload_id)
+            assert row is not None  # one row, always
+            if not row["fresh"]:
                 log.info("event already applied", extra={"event_id": str(event.id)})
                 return None
-            row = await conn.fetchrow(
-                f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE upload_id = $1 FOR UPDATE", event.upload_id
-            )
-            if row is None or row["project_id"] != event.project_id:
+            if row["upload_id"] is None or row["project_id"] != event.project_id:
                 raise UploadNotFound(f"upload {event.upload_id} not in project {event.project_id}")
             if event.status is UploadStatus.DELETED:
                 # Only DELETE /api/v1/uploads/{id} deletes (it removes the objects too): no
                 # queue message can.
                 log.warning("deleted status from a queue refused", extra={"event_id": str(event.id)})
                 return None
-            moved = await transition(conn, event.upload_id, event.status, reason=_reason(event))
+            # The row is locked: when the machine refuses the move, the guarded UPDATE would
+            # be a no-op, and is not sent.
+            moved = None
+            if may_move(row["status"], event.status):
+                moved = await transition(conn, event.upload_id, event.status, reason=_reason(event))
             if moved is None and row["status"] != event.status.value:
                 log.info(
                     "stale event ignored",
@@ -98,12 +109,14 @@ class EventApplier:
                 )
                 return None
             row = moved or row
-            kinds = [
-                r["kind"]
-                for r in await conn.fetch(
-                    "SELECT kind FROM derivatives WHERE upload_id = $1 ORDER BY kind", event.upload_id
-                )
-            ]
+            kinds: list[str] = []
+            if row["status"] == UploadStatus.READY.value:  # listed only once ready (and final then)
+                kinds = [
+                    r["kind"]
+                    for r in await conn.fetch(
+                        "SELECT kind FROM derivatives WHERE upload_id = $1 ORDER BY kind", event.upload_id
+                    )
+                ]
             if moved is not None or event.type in ANNOUNCES_CHANGE:
                 return await self.changes.changed(row, event=event, derivatives=kinds)
             return await self.changes.relayed(row, event, derivatives=kinds)

@@ -291,12 +291,15 @@ is the figure of record):
 | the server's GC policy (`server/gc_policy.py`): `gc.callbacks` showed 0.85 s of collections for ~12,000 polls (about 70 µs each, two full collections of the 146,000 objects made at start); frozen after start and a young generation of 5,000: 0.15 s. Against a floor left at CPython's defaults this read 0.94–0.97; the floor now runs under the same policy, so the row above counts only the app's own work | 3314e56 | see the row above |
 | canonical upload ids used as sent (no `UUID` parse + format), tenant and user id texts remembered, the status route matched first | 4fa024e | within the noise |
 | concurrent misses of one caller share one PostgreSQL read: with 32 pollers in flight when the 30 s entry expired, each had read it (64 reads in 75 s for one upload; now 2) | bc82121 | (no change in the ratio) |
+| the poll served in front of the whole middleware stack (`StatusFastPath`, the app's outermost layer): a `GET` of a canonical upload id with a bearer token the process has verified before skips Starlette's error middleware, client address, request context, CORS, rate limiter and router, and adds only what they would: `X-Request-ID`, `Vary: Origin`, the latency histogram (same labels), request and tenant ids in the log context, the rate limits when configured, errors through the app's exception handlers (anything else — `Origin`, cookies, a new token, tracing on — still takes the stack); uvicorn's access log off (it was at WARNING, but uvicorn formatted each line's fields first; the floor runs with the same option) | a5e2cfd | 0.71 (7,157 / 5,108; CPU 138 / 178 µs per request; load 1.2) |
+| the read right kept in the process until its Redis key expires (the right's value now carries that time): a poll is a `GET` of the document, as the floor's, instead of an `MGET` of document + right (the `MGET` only when the process does not hold the right) | a5e2cfd | 1.02 (4,025 / 4,090; CPU 136 / 127 µs; load 6–10, so the ratio of CPU is the better guide: 1.07) |
 
-Where the rest goes (py-spy and in-process A/B runs): the floor's handler served by the full app (every
-middleware, the components running) reaches about 0.8 of that app's real route, i.e. the route's own extra is
-the `MGET` of two keys (document + cached read right, ~10 µs more than a `GET` in redis-py's RESP parser),
-the bearer lookup and the ETag; the middleware stack (client address, request context + histogram, CORS, rate
-limiter even when off) and the larger process make the other part.
+Where the rest goes (py-spy of both under load): the route's own work is now the header scan, the token
+lookup, the request id, the ETag (`blake2b`, 0.5 % of the samples) and the histogram, about 9 % of the samples (13 % of the main thread);
+the rest is what the floor spends too — uvicorn's httptools protocol and response write, uvloop, and redis-py's
+`GET` (command packing, retry wrapper, pool, RESP parser: ~30 % of the main thread). The floor pays Starlette's
+`Request`/`Response`, routing and two middleware layers instead. (py-spy lists the internal metrics listener's
+thread in `select()`; `/proc` shows it takes no CPU.)
 """
 
 
@@ -317,8 +320,9 @@ PostgreSQL; Python {platform.python_version()}; load average at the end {os.getl
 
 wrk ({args.threads} thread, {args.connections} connections, {args.seconds:g} s per run) from its own process over loopback;
 {args.rounds} rounds, the two targets interleaved (order alternating), after a 2 s warm-up of each. `route` is the
-cached `GET /api/v1/uploads/{{id}}` under `buildpeer serve` (all middleware, JWT of a field worker, read right
-and document in one Redis `MGET`, ETag); `floor` is a bare Starlette route doing one Redis `GET` of the same
+cached `GET /api/v1/uploads/{{id}}` under `buildpeer serve` (JWT of a field worker, served by the fast path in
+front of the middleware stack, the read right held in the process after one `MGET` of right and document, so a
+poll is one Redis `GET`; ETag); `floor` is a bare Starlette route doing one Redis `GET` of the same
 document, run by `cli.serve.serve` (the same uvicorn options) in its own process. Rate limits off in both.
 
 | target | requests/s (median) | range | p50 | p99 | server CPU / request | Redis commands / request |

@@ -125,7 +125,7 @@ class UploadStatusEndpoint:
         cache: StatusCache = state.status_cache
         tenant, user = id_text(principal.tenant_id), id_text(principal.user_id)
         if principal.is_admin:
-            raw = (await cache.get_many(cache_key(tenant, upload)))[0]
+            raw = await cache.get(cache_key(tenant, upload))
             allowed: bool | None = True
         else:
             right_key = f"bp:upload-access:{tenant}:{user}:{{{upload}}}"

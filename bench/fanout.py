@@ -37,8 +37,10 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import rawws  # noqa: E402
 from bench.measure import pct, rss_kib  # noqa: E402
 from bench.presign import make_tenant, services  # noqa: E402
+from bench.rawws import RawWebSocket  # noqa: E402
 from bench.results import write_section  # noqa: E402
 
 HEADING = "## Fan-out"
@@ -116,47 +118,49 @@ class Recorder:
         self.done.clear()
 
 
-async def hub_client(url: str, token: str, channel: str, rec: Recorder, ready: asyncio.Queue[None]) -> None:
-    from websockets.asyncio.client import connect
+def hub_client(
+    url: str, token: str, channel: str, rec: Recorder, ready: Callable[[], None]
+) -> Awaitable[RawWebSocket]:
+    """A Centrifugo-protocol client: connect + subscribe in one frame, answer pings ``{}``."""
+    hello = (
+        orjson.dumps({"id": 1, "connect": {"token": token}}).decode()
+        + "\n"
+        + orjson.dumps({"id": 2, "subscribe": {"channel": channel}}).decode()
+    )
+    subscribed = False
 
-    async with connect(url, max_queue=None, ping_interval=None, compression=None) as ws:
-        await ws.send(
-            orjson.dumps({"id": 1, "connect": {"token": token}}).decode()
-            + "\n"
-            + orjson.dumps({"id": 2, "subscribe": {"channel": channel}}).decode()
-        )
-        subscribed = False
-        async for frame in ws:
-            for line in str(frame).split("\n"):
-                message = orjson.loads(line)
-                if not message:
-                    await ws.send("{}")
-                elif "push" in message:
-                    rec.record(message["push"]["pub"]["data"])
-                elif message.get("id") == 2 and not subscribed:
-                    subscribed = True
-                    if "error" in message:
-                        raise RuntimeError(message)
-                    ready.put_nowait(None)
+    def on_text(ws: RawWebSocket, text: str) -> None:
+        nonlocal subscribed
+        for line in text.split("\n"):
+            message = orjson.loads(line)
+            if not message:
+                ws.send_text("{}")
+            elif "push" in message:
+                rec.record(message["push"]["pub"]["data"])
+            elif message.get("id") == 2 and not subscribed:
+                if "error" in message:
+                    raise RuntimeError(message)
+                subscribed = True
+                ready()
+
+    return rawws.connect(url, lambda ws: ws.send_text(hello), on_text)
 
 
-async def sio_client(url: str, rec: Recorder, ready: asyncio.Queue[None]) -> None:
-    from websockets.asyncio.client import connect
+def sio_client(url: str, rec: Recorder, ready: Callable[[], None]) -> Awaitable[RawWebSocket]:
+    """An Engine.IO 4 / Socket.IO 5 client: open, join the default namespace, answer pings."""
 
-    async with connect(url, max_queue=None, ping_interval=None, compression=None) as ws:
-        opened = str(await ws.recv())
-        assert opened.startswith("0"), opened
-        await ws.send("40")
-        connected = str(await ws.recv())
-        assert connected.startswith("40"), connected
-        ready.put_nowait(None)
-        async for frame in ws:
-            text = str(frame)
-            if text == "2":
-                await ws.send("3")
-            elif text.startswith("42"):
-                _, payload = orjson.loads(text[2:])
-                rec.record(payload)
+    def on_text(ws: RawWebSocket, text: str) -> None:
+        if text == "2":
+            ws.send_text("3")
+        elif text.startswith("42"):
+            _, payload = orjson.loads(text[2:])
+            rec.record(payload)
+        elif text.startswith("40"):
+            ready()
+        elif text.startswith("0"):
+            ws.send_text("40")
+
+    return rawws.connect(url, lambda ws: None, on_text)
 
 
 @dataclass
@@ -195,20 +199,28 @@ async def _clients(kind: str, url: str, count: int, token: str, channel: str) ->
         last[0] = time.time()
 
     rec.record = stamped  # type: ignore[method-assign]
-    tasks = []
     connected = 0
+    gone = 0
+
+    def on_ready() -> None:
+        nonlocal connected
+        connected += 1
+        ready.put_nowait(None)
+
+    conns: list[RawWebSocket] = []
     for i in range(count):
         if kind == "hub":
-            tasks.append(asyncio.create_task(hub_client(url, token, channel, rec, ready)))
+            conns.append(await hub_client(url, token, channel, rec, on_ready))
         else:
-            tasks.append(asyncio.create_task(sio_client(url, rec, ready)))
+            conns.append(await sio_client(url, rec, on_ready))
         if i % 100 == 99:  # in waves, as reconnect storms are paced by backoff
             while connected < i - 200:
                 await asyncio.wait_for(ready.get(), 120)
-                connected += 1
     while connected < count:
         await asyncio.wait_for(ready.get(), 120)
-        connected += 1
+    gone = sum(1 for c in conns if c.closed.done())
+    if gone:
+        raise RuntimeError(f"{gone} connections closed by the server")
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -230,9 +242,8 @@ async def _clients(kind: str, url: str, count: int, token: str, channel: str) ->
             pass
         latencies = [v for values in rec.latencies.values() for v in values]
         say({"done": True, "latencies": latencies, "last": last[0], "count": rec.count})
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    for conn in conns:
+        conn.close()
 
 
 class ClientProcesses:

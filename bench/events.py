@@ -84,6 +84,43 @@ def count_round_trips() -> None:
     AbstractConnection.send_packed_command = counted_send  # type: ignore[method-assign]
 
 
+# --- CPU of the services (PostgreSQL, Redis: child processes of this one) ---
+
+
+def _stat(pid: int) -> tuple[int, str, float] | None:
+    """(parent pid, command, CPU seconds incl. reaped children) of ``pid``."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+    fields = raw[raw.rindex(")") + 2 :].split()
+    ticks = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return int(fields[1]), comm, ticks / os.sysconf("SC_CLK_TCK")
+
+
+def service_cpu() -> dict[str, float]:
+    """CPU seconds so far of each service this process started (a child process and all its
+    descendants, e.g. PostgreSQL's backends), by the child's command name."""
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
+            stats[int(entry.name)] = stat
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    totals: dict[str, float] = {}
+    for child in children.get(os.getpid(), []):
+        todo, seconds = [child], 0.0
+        while todo:
+            pid = todo.pop()
+            seconds += stats[pid][2]
+            todo.extend(children.get(pid, []))
+        name = stats[child][1]
+        totals[name] = totals.get(name, 0.0) + seconds
+    return totals
+
+
 # --- the queue leg from memory ---
 
 
@@ -155,6 +192,8 @@ class Leg:
     postgres: int
     redis: int
     applied: int
+    postgres_cpu: float = 0.0  # seconds, the PostgreSQL server's processes
+    redis_cpu: float = 0.0  # seconds, the Redis server
 
     @property
     def rate(self) -> float:
@@ -199,6 +238,7 @@ async def run_leg(
     )
     total = len(uploads)
     before = RoundTrips(COUNTS.postgres, COUNTS.redis)
+    services = service_cpu()
     cpu = time.process_time()
     started = time.perf_counter()
     await consumer.start()
@@ -207,6 +247,7 @@ async def run_leg(
         await asyncio.sleep(0.005)
     finished = time.perf_counter()
     cpu = time.process_time() - cpu
+    services = {name: seconds - services.get(name, 0.0) for name, seconds in service_cpu().items()}
     used = RoundTrips(COUNTS.postgres - before.postgres, COUNTS.redis - before.redis)
     await consumer.stop()
     if isinstance(sqs, MemoryQueue) and sqs.first_receive is not None:
@@ -220,10 +261,22 @@ async def run_leg(
         )
     print(
         f"  {name}: {consumer.handled}/{total} handled in {finished - started:.2f} s, applied {applied}; "
-        f"{used.postgres / total:.1f} PostgreSQL and {used.redis / total:.1f} Redis round trips per event",
+        f"{used.postgres / total:.1f} PostgreSQL and {used.redis / total:.1f} Redis round trips per event; "
+        f"CPU per event: consumer {cpu / total * 1e6:,.0f} µs, "
+        + ", ".join(f"{n} {s / total * 1e6:,.0f} µs" for n, s in sorted(services.items())),
         flush=True,
     )
-    return Leg(name, consumer.handled, finished - started, cpu, used.postgres, used.redis, applied)
+    return Leg(
+        name,
+        consumer.handled,
+        finished - started,
+        cpu,
+        used.postgres,
+        used.redis,
+        applied,
+        services.get("postgres", 0.0),
+        services.get("redis-server", 0.0),
+    )
 
 
 async def run(settings: Any, events_queue_url: str, args: argparse.Namespace) -> list[Leg]:

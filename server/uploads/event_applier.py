@@ -2,7 +2,8 @@
 forward only (:func:`core.transition.transition`), then the one after-a-change step
 (:class:`server.uploads.changes.UploadChanges`: status cache, metric, hub), all in one
 tenant transaction (a failed publish rolls back the dedupe record, so the message is
-retried). The events consumer (:mod:`server.realtime.consumer`) feeds it.
+retried): :func:`core.db.plain_tenant_transaction`, plain statements only. The events
+consumer (:mod:`server.realtime.consumer`) feeds it.
 
 The processors change the status themselves and announce it with the event; so an event
 whose status the row already has is that change's announcement: it is published, and
@@ -18,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from core.db import tenant_transaction
+from core.db import plain_tenant_transaction
 from core.events import Event, EventType
 from core.publish import EventPublisher
 from core.status import ReasonCode, UploadStatus
@@ -83,7 +84,7 @@ class EventApplier:
             await conn.fetchval("SELECT 1")
 
     async def apply(self, event: Event) -> dict[str, Any] | None:
-        async with tenant_transaction(self.pool, event.tenant_id) as conn:
+        async with plain_tenant_transaction(self.pool, event.tenant_id) as conn:
             # One statement: the dedupe record, and the row locked when the event is new.
             row = await conn.fetchrow(_DEDUPE_AND_LOCK, event.tenant_id, CONSUMER, event.id, event.upload_id)
             assert row is not None  # one row, always

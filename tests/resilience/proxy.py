@@ -40,8 +40,8 @@ class TcpProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def _call(self, coro: Coroutine[Any, Any, None]) -> None:
-        asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+    def _call(self, coro: Coroutine[Any, Any, None], timeout: float = 10) -> None:
+        asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def start(self) -> TcpProxy:
         self._thread.start()
@@ -51,7 +51,8 @@ class TcpProxy:
     def close(self) -> None:
         if not self._thread.is_alive():
             return
-        self._call(self._shutdown(cancel=True))
+        # thousands of open connections on a loaded machine: their cancellation takes a while
+        self._call(self._shutdown(cancel=True), timeout=120)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()

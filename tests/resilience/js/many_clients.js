@@ -1,7 +1,8 @@
 // N stock `centrifuge` SDK clients in one Node process, all subscribed (recoverable,
 // positioned) to one channel. Prints {"event": "ready"} once every client is subscribed;
-// on stdin {"op": "report"} prints one line with what each client received; {"op": "exit"}
-// disconnects everyone. Modules come from tests/js (npm ci there).
+// on stdin {"op": "report"} prints one line with what each client received, {"op": "summary"}
+// the fewest and most publications any client holds (cheap to poll with thousands of
+// clients); {"op": "exit"} disconnects everyone. Modules come from tests/js (npm ci there).
 'use strict';
 
 const path = require('path');
@@ -24,7 +25,9 @@ const clients = [];
 let subscribedOnce = 0;
 
 for (let i = 0; i < count; i++) {
-  const state = { n: [], offsets: [], subscribed: [], disconnects: 0, errors: [] };
+  // disconnects: every reconnect; lateDisconnects: those after the first subscribe (a
+  // connect that timed out on a loaded machine before it subscribed is not a lost server)
+  const state = { n: [], offsets: [], subscribed: [], disconnects: 0, lateDisconnects: 0, errors: [] };
   const client = new Centrifuge(url, {
     websocket: WebSocket,
     token,
@@ -33,7 +36,10 @@ for (let i = 0; i < count; i++) {
     timeout: 10000,
   });
   client.on('connecting', (ctx) => {
-    if (ctx.code !== 0) state.disconnects += 1;
+    if (ctx.code !== 0) {
+      state.disconnects += 1;
+      if (state.subscribed.length > 0) state.lateDisconnects += 1;
+    }
   });
   const sub = client.newSubscription(channel, { recoverable: true, positioned: true });
   sub.on('subscribed', (ctx) => {
@@ -58,6 +64,9 @@ rl.on('line', (line) => {
   const cmd = JSON.parse(line);
   if (cmd.op === 'report') {
     out('report', { clients: clients.map((c) => c.state) });
+  } else if (cmd.op === 'summary') {
+    const counts = clients.map((c) => c.state.offsets.length);
+    out('summary', { least: Math.min(...counts), most: Math.max(...counts) });
   } else if (cmd.op === 'exit') {
     for (const c of clients) c.client.disconnect();
     process.exit(0);

@@ -5,7 +5,11 @@ replicas) from Debian's redis-server 7.0, joined with ``redis-cli --cluster crea
 ``with RedisCluster(tmp_dir) as cluster: cluster.url`` → ``redis://127.0.0.1:<port>/0`` of
 one node (the app's ``BUILDPEER_REDIS_URL`` with ``BUILDPEER_REDIS_CLUSTER=true``).
 ``failover(port)`` promotes the replica of the master on ``port`` (``CLUSTER FAILOVER``) and
-waits until every node agrees."""
+waits until every node agrees.
+
+``python -m devstack.redis_cluster [DIR]`` (default ``var/redis-cluster``) starts one, prints
+the ``BUILDPEER_REDIS_URL`` / ``BUILDPEER_REDIS_CLUSTER`` to run ``buildpeer dev`` on it, and
+stops it on Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
@@ -200,3 +204,22 @@ class RedisCluster:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import sys
+    import threading
+
+    args = sys.argv[1:] if argv is None else argv
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with RedisCluster(Path(args[0] if args else "var/redis-cluster")) as cluster:
+        print(f"Redis Cluster: {len(cluster.masters())} masters + replicas on ports {cluster.ports}")
+        print(f"BUILDPEER_REDIS_URL={cluster.url} BUILDPEER_REDIS_CLUSTER=true make run", flush=True)
+        stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -26,7 +26,17 @@ any); ``--redis-cluster`` puts everything Redis holds on a six-process Redis Clu
 (``devstack.redis_cluster``; Cluster clients, sharded PUB/SUB). ``--compare`` runs single
 Redis vs Cluster x 1 vs 3 instances one after the other in one run and reports them side by
 side (deliveries/s, p99, lost): ``--write`` then replaces ``## Soak: Redis Cluster and
-instances``.
+instances`` (keeping its ``--kill-one`` part).
+
+``--kill-one`` (three instances unless ``--instances`` says more) puts the instances behind a
+local round-robin balancer in its own process (``bench/balancer.py``): every client connects
+through it and reconnects through it. Halfway through the events the first instance is
+SIGKILLed; its clients reconnect to the others and recover from history. Every publication is
+accounted per client: a client is complete when it holds each offset of its channel from its
+first subscribe to the channel's top exactly once (and the channels' tops add up to the events
+sent: nothing applied went unpublished). ``--write`` replaces the ``### One of three instances
+SIGKILLed`` part of ``## Soak: Redis Cluster and instances``. E.g. ``.venv/bin/python
+bench/soak.py --kill-one --redis-cluster --clients 3000 --minutes 1 --rate 50 --write``.
 """
 
 from __future__ import annotations
@@ -56,10 +66,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.measure import pct, rss_kib  # noqa: E402
-from bench.results import write_section  # noqa: E402
+from bench.results import RESULTS, write_section  # noqa: E402
 
 HEADING = "## Soak"
 COMPARE_HEADING = "## Soak: Redis Cluster and instances"
+KILL_HEADING = "### One of three instances SIGKILLed"
 RECONNECT_PAUSE = (0.2, 1.5)  # a phone changing networks: publications are missed meanwhile
 
 
@@ -95,6 +106,12 @@ class Client:
         self.live = False  # connected and subscribed
         self.subscribed = asyncio.Event()
         self.stopping = False
+        # exact accounting: the channel's offset at the first subscribe, the publications
+        # received after it (each offset once) and repeats
+        self.start: int | None = None
+        self.received = 0
+        self.repeats = 0
+        self.dropped = 0  # sessions that ended under it (not a churn close)
 
     async def run(self) -> None:
         while not self.stopping:
@@ -102,6 +119,8 @@ class Client:
                 await self._session()
             except Exception:  # a refused or broken connection: counted, retried
                 self.totals.errors += 1
+                if self.live:
+                    self.dropped += 1
             self.live = False
             self.ws = None
             if not self.stopping:
@@ -158,6 +177,8 @@ class Client:
         elif recovering:
             self.totals.unrecovered += 1
         self.offset = max(top, self.offset or 0) if recovering and result.get("recovered") else top
+        if self.start is None:
+            self.start = top
         self.epoch = result.get("epoch", "")
         self.live = True
         self.subscribed.set()
@@ -167,10 +188,12 @@ class Client:
         if self.offset is not None:
             if offset <= self.offset:
                 self.totals.duplicates += 1
+                self.repeats += 1
                 return
             if offset > self.offset + 1:
                 self.totals.lost += offset - self.offset - 1
         self.offset = offset
+        self.received += 1
         self.totals.delivered += 1
         self.totals.last_delivery = time.monotonic()
         if live:
@@ -287,6 +310,46 @@ def start_server(settings: Any, port: int, log_path: Path) -> subprocess.Popen[b
         log.close()
 
 
+def start_balancer(port: int, targets: list[int]) -> subprocess.Popen[bytes]:
+    """``bench/balancer.py`` on ``port`` in front of ``targets``, once it listens."""
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "balancer.py"), str(port), *map(str, targets)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != b"ready":
+        proc.kill()
+        raise RuntimeError("bench/balancer.py did not start")
+    return proc
+
+
+def connections_on(pid: int, port: int) -> int:
+    """Established TCP connections of process ``pid`` on its listening ``port``."""
+    import psutil
+
+    return sum(
+        1
+        for c in psutil.Process(pid).net_connections(kind="tcp")
+        if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == port
+    )
+
+
+@dataclass
+class Kill:
+    """What ``--kill-one`` saw."""
+
+    at_s: float = 0.0  # after t0
+    held: int = 0  # WebSocket connections the killed instance held (its server socket's peers)
+    dropped: int = 0  # client sessions that ended under them (by the kill or otherwise)
+    complete: int = 0  # clients holding every publication of their channel exactly once
+    incomplete: list[tuple[int, int, int]] = field(default_factory=list)  # (received, due, repeats)
+    published: int = 0  # publications in the project channels (their tops added up)
+    balancer_accepted: str = ""
+
+
 @dataclass
 class Report:
     clients: int
@@ -307,6 +370,7 @@ class Report:
     instances: int = 1
     cluster: bool = False
     elapsed_s: float = 0.0  # from the first event sent to the last publication delivered
+    kill: Kill | None = None
 
 
 async def run(settings: Any, events_url: str, args: argparse.Namespace) -> Report:
@@ -327,7 +391,9 @@ async def run(settings: Any, events_url: str, args: argparse.Namespace) -> Repor
     log_path = Path(settings.var_dir) / "soak-server.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     servers = [start_server(settings, port, log_path) for port in ports]
-    server = servers[0]
+    server = servers[-1]  # the one whose RSS is sampled (--kill-one kills the first)
+    balancer: subprocess.Popen[bytes] | None = None
+    kill = Kill() if args.kill_one else None
     totals = Totals()
     sent_at: dict[str, float] = {}
     clients: list[Client] = []
@@ -337,6 +403,10 @@ async def run(settings: Any, events_url: str, args: argparse.Namespace) -> Repor
         for port in ports:
             await asyncio.to_thread(wait_until, functools.partial(port_open, port), 60, "buildpeer serve")
         urls = [f"ws://127.0.0.1:{port}/connection/websocket" for port in ports]
+        if kill is not None:
+            balancer_port = free_port()
+            balancer = start_balancer(balancer_port, ports)
+            urls = [f"ws://127.0.0.1:{balancer_port}/connection/websocket"]
 
         # Connect everyone, in waves (as reconnect storms are paced by backoff).
         started = time.monotonic()
@@ -423,6 +493,19 @@ async def run(settings: Any, events_url: str, args: argparse.Namespace) -> Repor
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
                 await random.choice(clients).churn()
 
+        async def kill_one() -> None:
+            """SIGKILL the first instance halfway through the events."""
+            assert kill is not None
+            await asyncio.sleep(max(0.0, t0 + args.minutes * 30 - time.monotonic()))
+            kill.held = await asyncio.to_thread(connections_on, servers[0].pid, ports[0])
+            before = sum(c.dropped for c in clients)
+            servers[0].kill()
+            kill.at_s = time.monotonic() - t0
+            await asyncio.to_thread(servers[0].wait)
+            print(f"  t={kill.at_s:6.0f}s SIGKILLed instance 1 ({kill.held} connections)", flush=True)
+            await asyncio.sleep(20)
+            print(f"  {sum(c.dropped for c in clients) - before} sessions dropped since", flush=True)
+
         async def sample() -> None:
             while True:
                 await asyncio.sleep(args.sample_seconds)
@@ -454,6 +537,7 @@ async def run(settings: Any, events_url: str, args: argparse.Namespace) -> Repor
         await broker.start(ignore, nothing)
         churner = asyncio.create_task(churn())
         sampler = asyncio.create_task(sample())
+        killer = asyncio.create_task(kill_one()) if kill is not None else None
         sent = await produce()
         # Drain: the consumer catches up, clients get the last publications.
         pool = await create_pool(settings.database_url, min_size=1, max_size=2)
@@ -461,7 +545,9 @@ async def run(settings: Any, events_url: str, args: argparse.Namespace) -> Repor
         try:
             from core.db import tenant_transaction
 
-            deadline = time.monotonic() + (120 if args.source == "sqs" else 0)
+            # --kill-one: two consumers catch up with a third's share on shared cores
+            drain = (120 if args.source == "sqs" else 0) + (180 if args.kill_one else 0)
+            deadline = time.monotonic() + drain
             while time.monotonic() < deadline:
                 async with tenant_transaction(pool, fixture.tenant_id, readonly=True) as conn:
                     applied = int(
@@ -474,6 +560,8 @@ async def run(settings: Any, events_url: str, args: argparse.Namespace) -> Repor
             await pool.close()
         churner.cancel()
         await asyncio.sleep(5)
+        if killer is not None:
+            await killer
         elapsed_s = max(0.0, totals.last_delivery - t0)
         sampler.cancel()
         rss.append((time.monotonic() - t0, rss_kib(server.pid)))
@@ -494,6 +582,15 @@ async def run(settings: Any, events_url: str, args: argparse.Namespace) -> Repor
             if client.live and client.offset is not None:
                 connected += 1
                 tail_lost += max(0, tops[client.channel] - client.offset)
+        if kill is not None:
+            kill.dropped = sum(c.dropped for c in clients)
+            kill.published = sum(tops.values())
+            for client in clients:
+                due = tops[client.channel] - (client.start or 0)
+                if client.received == due and client.repeats == 0 and client.live:
+                    kill.complete += 1
+                else:
+                    kill.incomplete.append((client.received, due, client.repeats))
         return Report(
             clients=args.clients,
             projects=args.projects,
@@ -513,6 +610,7 @@ async def run(settings: Any, events_url: str, args: argparse.Namespace) -> Repor
             instances=args.instances,
             cluster=bool(settings.redis_cluster),
             elapsed_s=elapsed_s,
+            kill=kill,
         )
     finally:
         for client in clients:
@@ -528,6 +626,15 @@ async def run(settings: Any, events_url: str, args: argparse.Namespace) -> Repor
             except subprocess.TimeoutExpired:
                 each.kill()
                 each.wait()
+        if balancer is not None:
+            balancer.terminate()
+            try:
+                out, _ = balancer.communicate(timeout=150)
+            except subprocess.TimeoutExpired:
+                balancer.kill()
+                out, _ = balancer.communicate()
+            if kill is not None:
+                kill.balancer_accepted = out.decode().strip().rsplit(" ", 1)[-1] or "?"
 
 
 def render(r: Report, command: str) -> str:
@@ -591,6 +698,84 @@ def render(r: Report, command: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def render_kill(r: Report, command: str) -> str:
+    """``--kill-one``: the ``### One of three instances SIGKILLed`` part."""
+    assert r.kill is not None
+    k, t = r.kill, r.totals
+    lat = t.latencies
+    lost = t.lost + r.tail_lost
+    incomplete = ", ".join(f"{got}/{due} (+{rep} repeats)" for got, due, rep in k.incomplete[:5])
+    redis = "a six-process Redis Cluster (3 masters + 3 replicas)" if r.cluster else "one Redis"
+    return "\n".join(
+        [
+            KILL_HEADING,
+            "",
+            f"Command: `{command}` (load average at the end {r.load[0]:.1f} / {r.load[1]:.1f} / "
+            f"{r.load[2]:.1f}).",
+            "",
+            f"{r.instances} `buildpeer serve` processes on {redis}, behind a local round-robin "
+            f"balancer in its own process (`bench/balancer.py`). {r.clients:,} protocol-level clients "
+            f"connect through it ({r.clients // r.projects} per project channel, recovery on, churn "
+            f"{r.churn:.0%}/min); {r.rate:.0f} events/s for {r.minutes:g} min into the events queue, "
+            f"consumed by every instance. At t = {k.at_s:.0f} s instance 1 is SIGKILLed while it "
+            f"holds {k.held:,} of the connections; they reconnect through the balancer to the others "
+            "and recover from history. Per client: complete = every offset of its channel from its "
+            "first subscribe to the channel's top, each exactly once.",
+            "",
+            "| figure | value |",
+            "|---|---|",
+            f"| events sent / applied / published to the project channels | {r.sent:,} / {r.applied:,} / "
+            f"{k.published:,} |",
+            f"| connections on the killed instance / client sessions dropped | {k.held:,} / {k.dropped:,} |",
+            f"| reconnects recovered / unrecovered | {t.recovered:,} / {t.unrecovered} |",
+            f"| **clients complete (every publication exactly once)** | **{k.complete:,} / {r.clients:,}**"
+            + (f" (short: {incomplete})" if k.incomplete else "")
+            + " |",
+            f"| **publications lost** | **{lost}** (in-session gaps {t.lost}, behind the top at the end "
+            f"{r.tail_lost}) |",
+            f"| duplicates | {t.duplicates} |",
+            f"| publications delivered (live + recovered) | {t.delivered:,} ({t.recovered_pubs:,} "
+            "recovered) |",
+            f"| delivery latency p50 / p99 / max | {statistics.median(lat) * 1000:.0f} ms / "
+            f"{pct(lat, 0.99) * 1000:.0f} ms / {max(lat) * 1000:.0f} ms |"
+            if lat
+            else "| delivery latency | no samples |",
+            f"| clients connected at the end | {r.connected_at_end:,} / {r.clients:,} |",
+            f"| connections the balancer accepted | {k.balancer_accepted} |",
+            "",
+        ]
+    )
+
+
+def write_kill(section: str) -> None:
+    """Replace (or add at the end of ``COMPARE_HEADING``) the ``KILL_HEADING`` part."""
+    text = RESULTS.read_text()
+    start = text.find(KILL_HEADING + "\n")
+    if start >= 0:
+        ends = [e for e in (text.find("\n## ", start), text.find("\n### ", start + 1)) if e >= 0]
+        end = min(ends) + 1 if ends else len(text)
+        text = text[:start] + section.rstrip("\n") + "\n\n" + text[end:]
+    else:
+        at = text.find(COMPARE_HEADING + "\n")
+        if at < 0:
+            text = text.rstrip("\n") + "\n\n" + COMPARE_HEADING + "\n\n" + section
+        else:
+            end = text.find("\n## ", at + 1)
+            end = end + 1 if end >= 0 else len(text)
+            text = text[:end].rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n\n" + text[end:]
+    RESULTS.write_text(text.rstrip("\n") + "\n")
+
+
+def kept_kill_part() -> str:
+    """The ``KILL_HEADING`` part now in RESULTS.md ('' if none): ``--compare --write`` keeps it."""
+    text = RESULTS.read_text() if RESULTS.exists() else ""
+    start = text.find(KILL_HEADING + "\n")
+    if start < 0:
+        return ""
+    ends = [e for e in (text.find("\n## ", start), text.find("\n### ", start + 1)) if e >= 0]
+    return text[start : min(ends) + 1 if ends else len(text)]
 
 
 def render_compare(reports: list[Report], command: str) -> str:
@@ -658,8 +843,18 @@ def main() -> None:
         action="store_true",
         help="single Redis vs Cluster x 1 vs 3 instances, side by side (ignores the two above)",
     )
+    parser.add_argument(
+        "--kill-one",
+        action="store_true",
+        help="instances behind a local balancer (3 unless --instances says more); the first is "
+        "SIGKILLed halfway; every publication accounted per client",
+    )
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
+    if args.kill_one and args.compare:
+        parser.error("--kill-one and --compare are separate runs")
+    if args.kill_one and args.instances == 1:
+        args.instances = 3
     if args.clients < args.projects or args.clients <= 0 or args.rate <= 0 or args.minutes <= 0:
         parser.error("need clients >= projects > 0, rate > 0 and minutes > 0")
     import resource
@@ -709,7 +904,13 @@ def main() -> None:
         section = render_compare(reports, command.strip())
         print(section)
         if args.write:
-            write_section(COMPARE_HEADING, section)
+            write_section(COMPARE_HEADING, section.rstrip("\n") + "\n\n" + kept_kill_part())
+        return
+    if args.kill_one:
+        section = render_kill(report, command.strip())
+        print(section)
+        if args.write:
+            write_kill(section)
         return
     section = render(report, command.strip())
     print(section)

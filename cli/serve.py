@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import socket
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from cli import CommandError
 from cli import workers as workers_module
@@ -49,7 +51,12 @@ class Server(uvicorn.Server):
     """uvicorn's server, which first ends the app's real-time sessions when it shuts down
     (3001: reconnect elsewhere). uvicorn waits for open responses before the lifespan's
     shutdown, so an HTTP-stream or SSE session would otherwise hold it for the whole graceful
-    timeout and end as a cut connection."""
+    timeout and end as a cut connection. Once started, the heap made so far is frozen
+    (:func:`freeze_heap`)."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        freeze_heap()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         app = self.config.app
@@ -57,6 +64,15 @@ class Server(uvicorn.Server):
         if node is not None:
             await node.drain()
         await super().shutdown(sockets=sockets)
+
+
+def freeze_heap() -> None:
+    """The heap made before serving (modules, the app, its pools) lives as long as the
+    process: keep it out of the garbage collector's full passes (``gc.freeze``). Each pass
+    walked all of it — 0.3-1 s with 2,000 WebSockets on a loaded machine, every delivery
+    waiting behind it (the fan-out's p99)."""
+    gc.collect()
+    gc.freeze()
 
 
 def serve_on_socket(settings: Settings, sock: socket.socket) -> None:
@@ -75,14 +91,14 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
         pass
 
 
-def uvicorn_config(settings: Settings, *, host: str, port: int) -> uvicorn.Config:
+def uvicorn_config(settings: Settings, *, host: str, port: int, app: ASGIApp | None = None) -> uvicorn.Config:
     """How the server runs. uvicorn's proxy headers are off: the client address behind
     CloudFront and the ALB is :mod:`server.proxies`'s to decide, from
     ``BUILDPEER_TRUSTED_PROXIES`` (uvicorn would otherwise trust X-Forwarded-For from
     127.0.0.1, and rewrite the peer before the app could see it). No access log: errors are
     logged by the app, requests are counted in its metrics."""
     return uvicorn.Config(
-        create_app(settings),
+        app or create_app(settings),
         host=host,
         port=port,
         log_config=None,

@@ -9,6 +9,8 @@ so two writers can never move an upload backwards, and of two writers racing for
 move exactly one wins; the other gets ``None``. Same-status moves are no-ops (``None``).
 
 :func:`record_progress` is the other write of a live upload: counters only, never a status.
+:func:`guarded_update` / :func:`transition_args` are the same ``UPDATE`` for a caller that
+sends it inside one statement with its own work (the events consumer: dedupe + move).
 
 Both take a connection inside the caller's tenant transaction (:func:`core.db.tenant_transaction`),
 so row-level security scopes them to that tenant. What follows a change on the server (status
@@ -41,7 +43,7 @@ class Progress:
     size: int | None = None
 
 
-_TRANSITION = f"""UPDATE uploads SET
+_GUARDED_UPDATE = """UPDATE uploads SET
       status = $2,
       reason_code = $3,
       parts_done = GREATEST(parts_done, COALESCE($4, parts_done)),
@@ -52,8 +54,20 @@ _TRANSITION = f"""UPDATE uploads SET
       updated_at = now(),
       last_activity_at = now()
     WHERE upload_id = $1 AND status = ANY($8::text[])
-      AND array_position($9::text[], status) < array_position($9::text[], $2)
-    RETURNING {UPLOAD_COLUMNS}"""
+      AND array_position($9::text[], status) < array_position($9::text[], $2){condition}
+    RETURNING {columns}"""
+
+
+def guarded_update(condition: str = "") -> str:
+    """The guarded ``UPDATE`` of :func:`transition` (parameters ``$1``–``$9``:
+    :func:`transition_args`), with ``condition`` (``AND ...``, parameters from ``$10``) added
+    to its guard: for a caller that sends it with its own work in one statement (a
+    data-modifying ``WITH``). Returns :data:`UPLOAD_COLUMNS` of the moved row."""
+    extra = f"\n      {condition}" if condition else ""
+    return _GUARDED_UPDATE.format(condition=extra, columns=UPLOAD_COLUMNS)
+
+
+_TRANSITION = guarded_update()
 
 _PROGRESS = f"""UPDATE uploads SET
       parts_done = GREATEST(parts_done, COALESCE($2, parts_done)),
@@ -71,15 +85,6 @@ LIVE = (UploadStatus.PENDING, UploadStatus.UPLOADING)
 _BY_RANK = [s.value for s in sorted(UploadStatus, key=rank)]
 # The machine's sources of every target, computed once (the guard's ``$8``).
 _SOURCES = {target: tuple(s.value for s in sources(target)) for target in UploadStatus}
-
-
-def may_move(current: UploadStatus | str, to: UploadStatus | str) -> bool:
-    """Would the guarded ``UPDATE`` of :func:`transition` move a row whose status is
-    ``current`` to ``to``? The same two conditions, for a caller that holds the row locked
-    (its status cannot change meanwhile) and wants to skip an ``UPDATE`` that would be a
-    no-op; the ``UPDATE`` itself still checks them."""
-    cur, target = UploadStatus(current), UploadStatus(to)
-    return cur.value in _SOURCES[target] and rank(cur) < rank(target)
 
 
 def _reason(to: UploadStatus, reason: ReasonCode | str | None) -> str | None:
@@ -110,6 +115,26 @@ async def transition(
     otherwise; ``progress`` and ``metadata`` (merged into the row's metadata) travel with
     the change and are written only when it happens.
     """
+    args = transition_args(
+        upload_id, to, reason=reason, progress=progress, metadata=metadata, only_from=only_from
+    )
+    if args is None:
+        return None
+    row: asyncpg.Record | None = await conn.fetchrow(_TRANSITION, *args)
+    return row
+
+
+def transition_args(
+    upload_id: uuid.UUID,
+    to: UploadStatus | str,
+    *,
+    reason: ReasonCode | str | None = None,
+    progress: Progress | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    only_from: Collection[UploadStatus | str] | None = None,
+) -> list[Any] | None:
+    """The parameters of :func:`guarded_update` for the move :func:`transition` makes with
+    the same arguments; ``None`` when no status may move to ``to`` (nothing to send)."""
     target = UploadStatus(to)
     allowed = list(_SOURCES[target])
     if only_from is not None:
@@ -118,8 +143,7 @@ async def transition(
     if not allowed:
         return None
     counters = progress or Progress()
-    row: asyncpg.Record | None = await conn.fetchrow(
-        _TRANSITION,
+    return [
         upload_id,
         target.value,
         _reason(target, reason),
@@ -129,8 +153,7 @@ async def transition(
         dict(metadata) if metadata else None,
         allowed,
         _BY_RANK,
-    )
-    return row
+    ]
 
 
 async def record_progress(

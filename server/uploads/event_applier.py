@@ -23,7 +23,7 @@ from core.db import plain_tenant_transaction
 from core.events import Event, EventType
 from core.publish import EventPublisher
 from core.status import ReasonCode, UploadStatus
-from core.transition import may_move, transition
+from core.transition import guarded_update, transition_args
 from core.upload_view import UPLOAD_COLUMNS
 from server.status_cache import StatusCache
 from server.uploads.changes import UploadChanges
@@ -36,8 +36,19 @@ PROBE_TIMEOUT = 2.0
 ANNOUNCES_CHANGE = frozenset({EventType.PROCESSING_COMPLETED, EventType.UPLOAD_FAILED})
 
 
-# The dedupe record (``fresh``: the event is new) and, when it is new, the upload's row locked
-# (all NULL when the upload is not in this tenant): one round trip.
+# One statement for an event that moves its upload: the dedupe record (``fresh``: the event
+# is new) and, when it is new, the guarded UPDATE of core.transition (the row locked by it;
+# all NULL when nothing moved). Parameters $1-$9: core.transition.transition_args.
+_DEDUPE_AND_MOVE = f"""WITH fresh AS (
+      INSERT INTO processed_events (tenant_id, consumer, event_id) VALUES ($10, $11, $12)
+      ON CONFLICT DO NOTHING RETURNING 1
+    ), moved AS (
+      {guarded_update("AND project_id = $13 AND EXISTS (SELECT 1 FROM fresh)")}
+    )
+    SELECT EXISTS (SELECT 1 FROM fresh) AS fresh, moved.*
+    FROM (SELECT 1) AS one LEFT JOIN moved ON true"""
+# The same dedupe record and, when the event is new, the row locked (all NULL when the upload
+# is not in this tenant): for an event that cannot move a status (``deleted``).
 _DEDUPE_AND_LOCK = f"""WITH fresh AS (
       INSERT INTO processed_events (tenant_id, consumer, event_id) VALUES ($1, $2, $3)
       ON CONFLICT DO NOTHING RETURNING 1
@@ -48,6 +59,7 @@ _DEDUPE_AND_LOCK = f"""WITH fresh AS (
     )
     SELECT EXISTS (SELECT 1 FROM fresh) AS fresh, locked.*
     FROM (SELECT 1) AS one LEFT JOIN locked ON true"""
+_LOCK = f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE upload_id = $1 FOR UPDATE"
 
 
 class UploadNotFound(LookupError):
@@ -85,33 +97,47 @@ class EventApplier:
 
     async def apply(self, event: Event) -> dict[str, Any] | None:
         async with plain_tenant_transaction(self.pool, event.tenant_id) as conn:
-            # One statement: the dedupe record, and the row locked when the event is new.
-            row = await conn.fetchrow(_DEDUPE_AND_LOCK, event.tenant_id, CONSUMER, event.id, event.upload_id)
-            assert row is not None  # one row, always
-            if not row["fresh"]:
+            moves = None
+            if event.status is not UploadStatus.DELETED:
+                moves = transition_args(event.upload_id, event.status, reason=_reason(event))
+            if moves is not None:  # dedupe and the move in one statement
+                first = await conn.fetchrow(
+                    _DEDUPE_AND_MOVE, *moves, event.tenant_id, CONSUMER, event.id, event.project_id
+                )
+                row = None  # not read yet
+            else:
+                first = row = await conn.fetchrow(
+                    _DEDUPE_AND_LOCK, event.tenant_id, CONSUMER, event.id, event.upload_id
+                )
+            assert first is not None  # one row, always
+            if not first["fresh"]:
                 log.info("event already applied", extra={"event_id": str(event.id)})
                 return None
-            if row["upload_id"] is None or row["project_id"] != event.project_id:
-                raise UploadNotFound(f"upload {event.upload_id} not in project {event.project_id}")
-            if event.status is UploadStatus.DELETED:
-                # Only DELETE /api/v1/uploads/{id} deletes (it removes the objects too): no
-                # queue message can.
-                log.warning("deleted status from a queue refused", extra={"event_id": str(event.id)})
-                return None
-            # The row is locked: when the machine refuses the move, the guarded UPDATE would
-            # be a no-op, and is not sent.
-            moved = None
-            if may_move(row["status"], event.status):
-                moved = await transition(conn, event.upload_id, event.status, reason=_reason(event))
-            if moved is None and row["status"] != event.status.value:
-                log.info(
-                    "stale event ignored",
-                    extra={"event_id": str(event.id), "status": event.status.value, "current": row["status"]},
-                )
-                return None
-            row = moved or row
+            moved = first if moves is not None and first["upload_id"] is not None else None
+            if moved is None:
+                if row is None:  # it did not move: the row as it is now, locked
+                    row = await conn.fetchrow(_LOCK, event.upload_id)
+                if row is None or row["upload_id"] is None or row["project_id"] != event.project_id:
+                    raise UploadNotFound(f"upload {event.upload_id} not in project {event.project_id}")
+                if event.status is UploadStatus.DELETED:
+                    # Only DELETE /api/v1/uploads/{id} deletes (it removes the objects too): no
+                    # queue message can.
+                    log.warning("deleted status from a queue refused", extra={"event_id": str(event.id)})
+                    return None
+                if row["status"] != event.status.value:
+                    log.info(
+                        "stale event ignored",
+                        extra={
+                            "event_id": str(event.id),
+                            "status": event.status.value,
+                            "current": row["status"],
+                        },
+                    )
+                    return None
+            current = moved or row
+            assert current is not None
             kinds: list[str] = []
-            if row["status"] == UploadStatus.READY.value:  # listed only once ready (and final then)
+            if current["status"] == UploadStatus.READY.value:  # listed only once ready (and final then)
                 kinds = [
                     r["kind"]
                     for r in await conn.fetch(
@@ -119,5 +145,5 @@ class EventApplier:
                     )
                 ]
             if moved is not None or event.type in ANNOUNCES_CHANGE:
-                return await self.changes.changed(row, event=event, derivatives=kinds)
-            return await self.changes.relayed(row, event, derivatives=kinds)
+                return await self.changes.changed(current, event=event, derivatives=kinds)
+            return await self.changes.relayed(current, event, derivatives=kinds)

@@ -95,6 +95,9 @@ async def test_dev_on_a_redis_cluster_keeps_cache_broker_and_limits_there(
             **_cluster_env(redis_cluster),
             "BUILDPEER_RATE_LIMIT_IP_PER_MINUTE": "0",
             "BUILDPEER_RATE_LIMIT_TENANT_PER_MINUTE": str(TENANT_LIMIT),
+            # short long polls: the server's consumers stop within a second on Ctrl-C
+            "BUILDPEER_EVENTS_WAIT_SECONDS": "1",
+            "BUILDPEER_PUSH_WAIT_SECONDS": "1",
         },
     )
     api = f"http://127.0.0.1:{port}"

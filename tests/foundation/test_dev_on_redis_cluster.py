@@ -5,15 +5,17 @@ With ``BUILDPEER_REDIS_URL`` naming one node of the session's six-process Cluste
 process it starts and to other terminals (``var/dev.env``), and the product works on it: an
 upload made with ``buildpeer upload`` reaches ``ready`` over the WebSocket, its status is
 served, a tenant's rate limit answers 429, and the status cache, the channels' history and
-the rate-limit windows are keys on the Cluster. A Redis mode that does not match the Redis
-(a Cluster node used as one Redis, a Cluster asked for without a URL) stops dev before it
-starts anything.
+the rate-limit windows are keys on the Cluster. SIGTERM then stops dev and everything it
+started (uvicorn used to re-raise it and end dev before its cleanup). A Redis mode that does
+not match the Redis (a Cluster node used as one Redis, a Cluster asked for without a URL)
+stops dev before it starts anything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 import uuid
@@ -34,7 +36,7 @@ from server.realtime.channels import parse_channel
 from server.status_cache import cache_key
 from server.uploads.ratelimit import window_key
 from server.uploads.status import access_key
-from tests.foundation.test_dev_stack import _env, _healthy, _stop
+from tests.foundation.test_dev_stack import _env, _healthy
 
 TENANT_LIMIT = 100  # requests per minute per tenant; per IP off (the IP's windows are shared)
 
@@ -177,7 +179,15 @@ async def test_dev_on_a_redis_cluster_keeps_cache_broker_and_limits_there(
         if watcher is not None:
             watcher.cancel()
         cluster.close()
-        _stop(proc)
+        _terminate(proc)
+
+
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (as a process manager stops dev) ends dev cleanly, and every process it started."""
+    children = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(90) == 0
+    wait_until(lambda: not any(c.is_running() and c.status() != "zombie" for c in children), 30, "exit")
 
 
 def _tenant_windows(cluster: ClusterClient, tenant: str) -> list[str]:

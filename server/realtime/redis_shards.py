@@ -184,10 +184,12 @@ class ShardedSubscriber:
                 message = await shard.pubsub.get_message(timeout=self.idle_ping_seconds)
                 now = time.monotonic()
                 if message is None:
+                    if not shard.keys:  # nothing subscribed: no ping is sent, no silence to judge
+                        last_seen = now
+                        continue
                     if now - last_seen > 3 * self.idle_ping_seconds:
                         raise ConnectionError("sharded PUB/SUB connection silent")
-                    if shard.keys:
-                        await shard.pubsub.ping()
+                    await shard.pubsub.ping()
                     continue
                 last_seen = now
                 kind = _text(message.get("type"))

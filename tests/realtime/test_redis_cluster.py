@@ -24,6 +24,7 @@ from devstack.redis_cluster import RedisCluster
 from server import redis_client
 from server.realtime.channels import parse_channel
 from server.realtime.redis_broker import SUBSCRIBE_TIMEOUT, _keys
+from server.realtime.redis_shards import ShardedSubscriber
 from server.status_cache import StatusCache
 from tests.conftest import insert_upload as make_upload
 from tests.realtime.jsclient import JsClient
@@ -160,3 +161,35 @@ async def test_a_master_failover_under_200_subscribers_loses_nothing(
     # the hub noticed the move (sunsubscribe or broken connection) and re-homed its feed
     broker: Any = server.node.broker
     assert broker.reconnects >= 1
+
+
+async def test_a_shard_left_without_channels_is_not_taken_for_silent(redis_cluster: RedisCluster) -> None:
+    """A master whose channels were all unsubscribed gets no pings and sends nothing: that
+    silence is not a broken connection (it was re-homed, logged and position-checked)."""
+    cluster = redis_client.connect_cluster(redis_cluster.url)
+    await redis_client.prepare(cluster)
+
+    async def rehomed() -> None:
+        return None
+
+    subscriber = ShardedSubscriber(
+        cluster,
+        redis_cluster.url,
+        on_message=lambda channel, data: None,
+        on_rehomed=rehomed,
+        idle_ping_seconds=0.2,
+    )
+    try:
+        await subscriber.start("bp:test-control")
+        control_node = cluster.get_node_from_key("bp:test-control")
+        other = next(
+            f"bp:test-{n}" for n in range(10_000) if cluster.get_node_from_key(f"bp:test-{n}") != control_node
+        )
+        await subscriber.subscribe(other)
+        await subscriber.unsubscribe(other)
+        await asyncio.sleep(3 * 3 * subscriber.idle_ping_seconds)  # three silence limits
+        assert subscriber.rehomes == 0
+        await subscriber.subscribe(other)  # the shard still serves
+    finally:
+        await subscriber.stop()
+        await cluster.aclose()

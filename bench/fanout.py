@@ -1,9 +1,11 @@
 """WebSocket fan-out: the hub (Centrifugo protocol, Redis broker) against python-socketio
 with its Redis manager (AsyncRedisManager), same Redis, same machine, same run.
 
-Each server runs in its own process; the N raw WebSocket clients (one protocol-level client
-per connection, the same cost for both sides) are spread over ``--client-procs`` processes
-(uvloop), so the load generator is not one busy interpreter; this process publishes through
+Each server runs in its own process — the hub is ``buildpeer serve`` itself (the whole app,
+one worker: the middleware, uvicorn settings and GC policy it runs with); the N WebSocket
+clients (:mod:`bench.rawws`: one ``asyncio.Protocol`` per connection, a few microseconds per
+message, the same code for both sides) are spread over ``--client-procs`` processes (uvloop),
+so the load generator is not what is measured; this process publishes through
 Redis, the way a second server instance would: the hub via its broker (history + PUB/SUB),
 socket.io via a write-only ``AsyncRedisManager``, and gathers what the client processes
 measured.
@@ -26,6 +28,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -46,38 +49,7 @@ from bench.results import write_section  # noqa: E402
 HEADING = "## Fan-out"
 
 
-# --- servers (run as `fanout.py serve-hub|serve-sio`) ---
-
-
-def serve_hub(port: int) -> None:
-    import contextlib
-
-    import uvicorn
-    from starlette.applications import Starlette
-
-    from core.db import create_pool
-    from core.settings import Settings
-    from server.auth import TokenVerifier
-    from server.realtime import RealtimeComponent, build_node, routes
-
-    settings = Settings.from_env()
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> Any:
-        assert settings.database_url
-        app.state.pool = await create_pool(settings.database_url, min_size=1, max_size=10)
-        node = build_node(settings, pool=app.state.pool, verifier=app.state.verifier)
-        app.state.realtime = node
-        component = RealtimeComponent(node)
-        await component.start()
-        yield
-        await component.stop()
-        await app.state.pool.close()
-
-    app = Starlette(routes=routes(), lifespan=lifespan)
-    app.state.settings = settings
-    app.state.verifier = TokenVerifier(settings)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", backlog=4096)
+# --- the peer (run as `fanout.py serve-sio`; the hub is `buildpeer serve`) ---
 
 
 def serve_sio(port: int, redis_url: str) -> None:
@@ -385,22 +357,22 @@ def wait_port(port: int) -> None:
 
 
 async def run(settings: Any, n: int, paced: int, burst: int, workers: int) -> list[Result]:
+    from bench.procs import serve
     from devstack.process import free_port
     from server.realtime.broker import Publication
     from server.realtime.channels import parse_channel
     from server.realtime.redis_broker import RedisBroker
-    from tests.realtime.conftest import settings_env  # BUILDPEER_* for a Settings
 
     results: list[Result] = []
     bench = await make_tenant(settings)
     channel = f"project:{bench.project_id}"
     assert settings.redis_url
-    env = settings_env(settings.replace(realtime_tenant_connection_limit=0))
 
     hub_port = free_port()
-    hub = spawn(["serve-hub", "--port", str(hub_port)], env)
-    try:
-        wait_port(hub_port)
+    with (
+        tempfile.TemporaryDirectory(prefix="bp-fanout-") as tmp,
+        serve(settings, hub_port, Path(tmp) / "serve.log") as hub,
+    ):
         broker = RedisBroker(settings.redis_url, history_size=300, history_ttl=600)
 
         def ignore(channel: str, pub: Publication) -> None:
@@ -419,7 +391,7 @@ async def run(settings: Any, n: int, paced: int, burst: int, workers: int) -> li
         token = bench.tokens["investor"]
         results.append(
             await measure(
-                "BuildPeer hub (Centrifugo protocol, Redis Streams + PUB/SUB)",
+                "BuildPeer hub (buildpeer serve: Centrifugo protocol, Redis Streams + PUB/SUB)",
                 hub.pid,
                 n,
                 lambda: ClientProcesses.start("hub", url, n, workers, token, channel),
@@ -429,9 +401,6 @@ async def run(settings: Any, n: int, paced: int, burst: int, workers: int) -> li
             )
         )
         await broker.stop()
-    finally:
-        hub.terminate()
-        hub.wait(30)
 
     import socketio
 
@@ -508,9 +477,7 @@ def report(results: list[Result], command: str, workers: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "mode", nargs="?", default="bench", choices=["bench", "serve-hub", "serve-sio", "clients"]
-    )
+    parser.add_argument("mode", nargs="?", default="bench", choices=["bench", "serve-sio", "clients"])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--redis", default="")
     parser.add_argument(
@@ -527,9 +494,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.mode == "clients":
         run_clients(args.kind, args.url, int(args.clients), args.token, args.channel)
-        return
-    if args.mode == "serve-hub":
-        serve_hub(args.port)
         return
     if args.mode == "serve-sio":
         serve_sio(args.port, args.redis)

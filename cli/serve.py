@@ -1,11 +1,9 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import socket
 
 import uvicorn
-from starlette.types import ASGIApp
 
 from cli import CommandError
 from cli import workers as workers_module
@@ -51,12 +49,7 @@ class Server(uvicorn.Server):
     """uvicorn's server, which first ends the app's real-time sessions when it shuts down
     (3001: reconnect elsewhere). uvicorn waits for open responses before the lifespan's
     shutdown, so an HTTP-stream or SSE session would otherwise hold it for the whole graceful
-    timeout and end as a cut connection. Once started, the heap made so far is frozen
-    (:func:`freeze_heap`)."""
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        freeze_heap()
+    timeout and end as a cut connection."""
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         app = self.config.app
@@ -64,15 +57,6 @@ class Server(uvicorn.Server):
         if node is not None:
             await node.drain()
         await super().shutdown(sockets=sockets)
-
-
-def freeze_heap() -> None:
-    """The heap made before serving (modules, the app, its pools) lives as long as the
-    process: keep it out of the garbage collector's full passes (``gc.freeze``). Each pass
-    walked all of it — 0.3-1 s with 2,000 WebSockets on a loaded machine, every delivery
-    waiting behind it (the fan-out's p99)."""
-    gc.collect()
-    gc.freeze()
 
 
 def serve_on_socket(settings: Settings, sock: socket.socket) -> None:
@@ -91,14 +75,14 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
         pass
 
 
-def uvicorn_config(settings: Settings, *, host: str, port: int, app: ASGIApp | None = None) -> uvicorn.Config:
+def uvicorn_config(settings: Settings, *, host: str, port: int) -> uvicorn.Config:
     """How the server runs. uvicorn's proxy headers are off: the client address behind
     CloudFront and the ALB is :mod:`server.proxies`'s to decide, from
     ``BUILDPEER_TRUSTED_PROXIES`` (uvicorn would otherwise trust X-Forwarded-For from
     127.0.0.1, and rewrite the peer before the app could see it). No access log: errors are
     logged by the app, requests are counted in its metrics."""
     return uvicorn.Config(
-        app or create_app(settings),
+        create_app(settings),
         host=host,
         port=port,
         log_config=None,
@@ -107,4 +91,11 @@ def uvicorn_config(settings: Settings, *, host: str, port: int, app: ASGIApp | N
         access_log=False,  # off anyway (WARNING), but uvicorn formatted each line's fields first
         timeout_graceful_shutdown=20,
         ws_max_size=64 * 1024,
+        # websockets' sans-I/O protocol (bench/fanout.py, RESULTS "Fan-out": the legacy one
+        # held ~7 KiB more per idle connection; wsproto ~2 KiB less, but its permessage-deflate,
+        # which browsers always negotiate, keeps 15-bit windows — this one's are 12-bit). No
+        # WebSocket-level keepalive: the real-time protocol pings every client itself
+        # (server.realtime.session); uvicorn's timer per connection only duplicated it.
+        ws="websockets-sansio",
+        ws_ping_interval=None,
     )

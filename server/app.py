@@ -38,6 +38,7 @@ from server.health import health
 from server.metrics import MetricsListener
 from server.middleware import CORSMiddleware, RequestContextMiddleware
 from server.proxies import ClientAddressMiddleware
+from server.realtime.component import WebSocketFront
 from server.status_cache import StatusCache
 from server.telemetry import setup_tracing, shutdown_tracing
 from server.uploads.ratelimit import RateLimitMiddleware
@@ -48,10 +49,11 @@ log = logging.getLogger(__name__)
 
 class App(Starlette):
     """Starlette, with the status poll's fast path (:class:`StatusFastPath`) in front of the
-    whole middleware stack: the most requested route skips the layers it does not need."""
+    whole middleware stack: the most requested route skips the layers it does not need; and
+    the real-time WebSocket before it (:class:`~server.realtime.component.WebSocketFront`)."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return StatusFastPath(super().build_middleware_stack(), self.state.settings)
+        return WebSocketFront(StatusFastPath(super().build_middleware_stack(), self.state.settings))
 
 
 class Component(Protocol):

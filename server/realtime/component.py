@@ -3,9 +3,11 @@ settings, and its lifespan component."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import asyncpg
 from starlette.routing import BaseRoute, WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.settings import Settings
 from server.auth import TokenVerifier
@@ -18,19 +20,42 @@ from server.realtime.transport import WebSocketTransport
 PATH = "/connection/websocket"
 
 
-async def websocket_endpoint(websocket: WebSocket) -> None:
-    node: Node | None = getattr(websocket.app.state, "realtime", None)
-    if node is None:
-        await websocket.close(1013, "real-time hub not running")
-        return
-    transport = WebSocketTransport(websocket)
-    await transport.accept()
-    await node.serve(transport)
+class WebSocketEndpoint:
+    """The WebSocket route as a plain ASGI app: the transport takes the server's
+    ``receive``/``send`` (no Starlette ``WebSocket`` or endpoint wrapper held per
+    connection)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        node: Node | None = getattr(scope["app"].state, "realtime", None)
+        if node is None:  # refused before the handshake (an HTTP 403)
+            await send({"type": "websocket.close", "code": 1013, "reason": "real-time hub not running"})
+            return
+        transport = WebSocketTransport(scope, receive, send)
+        if await transport.accept():
+            await node.serve(transport)
+
+
+class WebSocketFront:
+    """In front of the app's whole middleware stack: the real-time WebSocket goes straight
+    to its endpoint. None of the HTTP middleware applies to it, and every layer was a
+    suspended coroutine (and closures) held by each open connection for its lifetime.
+    ``__call__`` returns the awaitable it hands over to, so the front adds no layer itself."""
+
+    __slots__ = ("app", "endpoint")
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.endpoint = WebSocketEndpoint()
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        if scope["type"] == "websocket" and scope["path"] == PATH:
+            return self.endpoint(scope, receive, send)
+        return self.app(scope, receive, send)
 
 
 def routes() -> list[BaseRoute]:
     """The WebSocket, and the bidirectional emulation (HTTP-streaming, SSE, /emulation)."""
-    return [WebSocketRoute(PATH, websocket_endpoint), *emulation.routes()]
+    return [WebSocketRoute(PATH, WebSocketEndpoint()), *emulation.routes()]
 
 
 def build_node(settings: Settings, *, pool: asyncpg.Pool, verifier: TokenVerifier) -> Node:

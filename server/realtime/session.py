@@ -79,6 +79,7 @@ class Session:
         "_connecting",
         "_done",
         "_expiry",
+        "_finished",
         "_ping_sent",
         "_reader",
         "_seen",
@@ -112,7 +113,8 @@ class Session:
         self._expiry: asyncio.TimerHandle | None = None
         self._connecting = False  # a connect command is being answered (not stale)
         self._reader: asyncio.Task[Any] | None = None
-        self._done = asyncio.Event()
+        self._finished = False
+        self._done: asyncio.Future[None] | None = None  # made by the first wait_closed
 
     # --- lifecycle ---
 
@@ -135,7 +137,9 @@ class Session:
             try:
                 await asyncio.shield(self._close())
             finally:
-                self._done.set()
+                self._finished = True
+                if self._done is not None and not self._done.done():
+                    self._done.set_result(None)
 
     async def _close(self) -> None:
         reason = self.close_reason or p.CONNECTION_CLOSED
@@ -169,7 +173,11 @@ class Session:
             log.info("websocket disconnected", extra={"client": self.client_id, "code": reason.code})
 
     async def wait_closed(self) -> None:
-        await self._done.wait()
+        if self._finished:
+            return
+        if self._done is None:
+            self._done = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._done)
 
     def _write_failed(self) -> None:
         self.disconnect(p.WRITE_ERROR)
@@ -185,10 +193,10 @@ class Session:
     # --- reading ---
 
     async def _read_loop(self) -> None:
-        max_frame = self.config.max_frame_bytes
+        receive = self.transport.receive
         while not self.closed:
             try:
-                text = await self.transport.receive()
+                frame = await receive()
             except TransportClosed:
                 self.disconnect(p.CONNECTION_CLOSED)
                 return
@@ -196,22 +204,27 @@ class Session:
                 self.disconnect(p.BAD_REQUEST)
                 return
             self._seen = time.monotonic()
-            if len(text) > max_frame or (
-                isinstance(text, str) and not text.isascii() and len(text.encode()) > max_frame
-            ):
-                log.info("websocket frame too large", extra={"client": self.client_id})
-                self.disconnect(p.BAD_REQUEST)
+            await self._on_frame(frame)
+            del frame  # an idle session holds neither its last frame nor its commands
+
+    async def _on_frame(self, text: Frame) -> None:
+        max_frame = self.config.max_frame_bytes
+        if len(text) > max_frame or (
+            isinstance(text, str) and not text.isascii() and len(text.encode()) > max_frame
+        ):
+            log.info("websocket frame too large", extra={"client": self.client_id})
+            self.disconnect(p.BAD_REQUEST)
+            return
+        try:
+            commands = self.codec.decode(text)
+        except p.ProtocolViolation as exc:
+            log.info("websocket protocol violation: %s", exc.detail, extra={"client": self.client_id})
+            self.disconnect(exc.disconnect)
+            return
+        for command in commands:
+            await self._handle(command)
+            if self.closed:
                 return
-            try:
-                commands = self.codec.decode(text)
-            except p.ProtocolViolation as exc:
-                log.info("websocket protocol violation: %s", exc.detail, extra={"client": self.client_id})
-                self.disconnect(exc.disconnect)
-                return
-            for command in commands:
-                await self._handle(command)
-                if self.closed:
-                    return
 
     async def _handle(self, command: p.Command) -> None:
         if command.method is None:

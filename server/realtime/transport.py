@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 from typing import Protocol
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.types import Receive, Scope, Send
 
 from server.realtime.codec import JSON, PROTOBUF, Codec, Frame
 
@@ -44,32 +44,47 @@ class Transport(Protocol):
 
 
 class WebSocketTransport:
-    """Centrifugo's protocol over a Starlette WebSocket: JSON in text messages, or Protobuf
-    in binary ones when the client asks for the ``centrifuge-protobuf`` subprotocol."""
+    """Centrifugo's protocol over an ASGI WebSocket: JSON in text messages, or Protobuf
+    in binary ones when the client asks for the ``centrifuge-protobuf`` subprotocol.
 
-    __slots__ = ("codec", "node_id", "peer_gone", "session_id", "ws")
+    It speaks ASGI directly (the server's ``receive`` and ``send``), with no Starlette
+    ``WebSocket`` in between: that object, its header views and its coroutine layers
+    were held by every idle connection for nothing (issue 16: memory per connection)."""
 
-    def __init__(self, websocket: WebSocket) -> None:
-        self.ws = websocket
+    __slots__ = ("_receive", "_send", "codec", "node_id", "peer_gone", "session_id")
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._receive = receive
+        self._send = send
         self.peer_gone = False
         self.session_id = ""
         self.node_id = ""
-        offered = websocket.headers.get("sec-websocket-protocol", "")
-        wanted = PROTOBUF_SUBPROTOCOL in (item.strip() for item in offered.split(","))
+        wanted = PROTOBUF_SUBPROTOCOL in scope.get("subprotocols", ())
         self.codec: Codec = PROTOBUF if wanted else JSON
 
-    async def accept(self) -> None:
-        await self.ws.accept(subprotocol=PROTOBUF_SUBPROTOCOL if self.codec.binary else None)
+    async def accept(self) -> bool:
+        """Complete the handshake; ``False`` when the client left before it."""
+        message = await self._receive()
+        if message["type"] != "websocket.connect":
+            self.peer_gone = True
+            return False
+        await self._send(
+            {"type": "websocket.accept", "subprotocol": PROTOBUF_SUBPROTOCOL if self.codec.binary else None}
+        )
+        return True
 
     async def receive(self) -> Frame:
         try:
-            message = await self.ws.receive()
-        except (WebSocketDisconnect, OSError, RuntimeError) as exc:  # RuntimeError: after close
+            message = await self._receive()
+        except (OSError, RuntimeError) as exc:  # RuntimeError: after close
             self.peer_gone = True
             raise TransportClosed(str(exc)) from exc
-        if message["type"] == "websocket.disconnect":
+        kind = message["type"]
+        if kind == "websocket.disconnect":
             self.peer_gone = True
             raise TransportClosed("peer closed")
+        if kind != "websocket.receive":
+            raise BadFrame(f"unexpected ASGI message {kind}")
         if self.codec.binary:
             data = message.get("bytes")
             if data is None:
@@ -81,17 +96,22 @@ class WebSocketTransport:
         return str(text)
 
     async def write(self, frames: list[Frame]) -> None:
+        if self.peer_gone:
+            raise TransportClosed("peer closed")
+        if self.codec.binary:
+            message = {"type": "websocket.send", "bytes": b"".join(frames)}  # type: ignore[arg-type]
+        else:
+            text = frames[0] if len(frames) == 1 else "\n".join(frames)  # type: ignore[arg-type]
+            message = {"type": "websocket.send", "text": text}
         try:
-            if self.codec.binary:
-                await self.ws.send_bytes(b"".join(frames))  # type: ignore[arg-type]
-            else:
-                await self.ws.send_text(frames[0] if len(frames) == 1 else "\n".join(frames))  # type: ignore[arg-type]
-        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            await self._send(message)
+        except (OSError, RuntimeError) as exc:  # OSError: uvicorn's ClientDisconnected
             self.peer_gone = True
             raise TransportClosed(str(exc)) from exc
 
     async def close(self, code: int, reason: str) -> None:
         if self.peer_gone:
             return
+        self.peer_gone = True  # nothing is sent after the close frame
         with contextlib.suppress(Exception):
-            await self.ws.close(code, reason)
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})

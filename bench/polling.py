@@ -183,6 +183,7 @@ class Result:
     targets: list[Target]
     status_db_reads: int
     route_seconds: float
+    load_before: float = 0.0  # 1-minute load average when the rounds started
 
 
 def run(settings: Any, args: argparse.Namespace) -> Result:
@@ -241,12 +242,12 @@ def run(settings: Any, args: argparse.Namespace) -> Result:
                 Target("route", base + path, server.pid),
             ]
             reads_before = status_db_reads(metrics_url)
-            started = time.monotonic()
+            started, load_before = time.monotonic(), os.getloadavg()[0]
             measure(targets, token, redis, args)
             route_seconds = time.monotonic() - started
             reads = int(status_db_reads(metrics_url) - reads_before)
             redis.close()
-            return Result(targets, reads, route_seconds)
+            return Result(targets, reads, route_seconds, load_before)
         finally:
             stop(floor)
 
@@ -316,7 +317,7 @@ def render(r: Result, command: str, args: argparse.Namespace) -> str:
     return f"""{HEADING}
 
 Command: `{command}` ({platform.machine()}, {os.cpu_count()} CPUs shared by wrk, the server, Redis and
-PostgreSQL; Python {platform.python_version()}; load average at the end {os.getloadavg()[0]:.1f}, other work was running).
+PostgreSQL; Python {platform.python_version()}; load average {r.load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end: other work was running).
 
 wrk ({args.threads} thread, {args.connections} connections, {args.seconds:g} s per run) from its own process over loopback;
 {args.rounds} rounds, the two targets interleaved (order alternating), after a 2 s warm-up of each. `route` is the

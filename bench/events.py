@@ -9,7 +9,8 @@ broker of the real-time node — with the queue leg behind the consumer's receiv
     .venv/bin/python bench/events.py [--events 5000] [--sqs-events 1000] [--write]
 
 Figures per leg: events/s of the consumer process (first receive to last event applied),
-its CPU per event, and the cost per event counted in this process: PostgreSQL round trips
+its CPU per event and PostgreSQL's and Redis's (their processes, from /proc), the load
+average before and after, and the cost per event counted in this process: PostgreSQL round trips
 (every statement asyncpg sends, BEGIN and COMMIT included) and Redis round trips (every
 command or pipeline redis-py writes, cache and broker). Each event moves one upload
 ``uploading → uploaded``; the uploads are checked in PostgreSQL afterwards.
@@ -194,6 +195,7 @@ class Leg:
     applied: int
     postgres_cpu: float = 0.0  # seconds, the PostgreSQL server's processes
     redis_cpu: float = 0.0  # seconds, the Redis server
+    load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average before and after the leg
 
     @property
     def rate(self) -> float:
@@ -239,6 +241,7 @@ async def run_leg(
     total = len(uploads)
     before = RoundTrips(COUNTS.postgres, COUNTS.redis)
     services = service_cpu()
+    load_before = os.getloadavg()[0]
     cpu = time.process_time()
     started = time.perf_counter()
     await consumer.start()
@@ -276,6 +279,7 @@ async def run_leg(
         applied,
         services.get("postgres", 0.0),
         services.get("redis-server", 0.0),
+        (load_before, os.getloadavg()[0]),
     )
 
 
@@ -331,49 +335,70 @@ async def run(settings: Any, events_queue_url: str, args: argparse.Namespace) ->
     return legs
 
 
-NOTES = """
-Not reached: 1,000 events/s. The consumer process is not CPU-bound (about half a core at this rate): each
-event waits on 8 PostgreSQL round trips in sequence (BEGIN, `set_config`, dedupe `INSERT`, `SELECT … FOR
-UPDATE`, the guarded `UPDATE` of `core.transition`, derivatives, COMMIT, the pool's reset) and 5 Redis ones
-(cache write, four publications), on two cores that PostgreSQL, Redis and other work share. Raising the
-concurrency did not help (`--events 3000 --sqs-events 0 --concurrency 32`: 224 events/s), which points at a
-serialisation after PostgreSQL — every event also publishes to its tenant's one `tenant:` channel, whose
-publications the node keeps in order — rather than at the pool; that is a guess, not measured here. Folding the
-transaction into fewer statements (one CTE for dedupe + guarded update + derivatives) would cut the
-PostgreSQL round trips from 8 to about 4.
+# What each step took off the event path (commits on main), measured back to back with this
+# script on each commit's tree: `--events 3000 --sqs-events 0`, queue leg from memory.
+STEPS = """
+What each step took off the path (issue #16; commits on main), measured back to back with this script on each
+commit's tree, `--events 3000 --sqs-events 0`, queue leg from memory, two rounds (round 1 / round 2; the 1-minute
+load average at the start of each run in brackets). Round trips are exact; the rates and CPU figures move with the
+other work on the machine (the same tree gave 384 and 688 events/s a few minutes apart), CPU per event less so.
+
+| step | commit | PostgreSQL / Redis round trips per event | consumer CPU / event | PostgreSQL CPU / event | events/s |
+|---|---|---|---|---|---|
+| before: 4 script calls for the four channels, 8 statements per transaction | adf3311 | 8.0 / 5.0 | 1,233 / 1,680 µs | 470 / 730 µs | 688 [3.2] / 384 [2.6] |
+| the four channels in one script call (`Broker.publish_many`; one per slot on a Cluster) | d1f4e92 | 8.0 / 2.0 | 1,097 / 1,081 µs | 623 / 630 µs | 615 [3.0] / 289 [2.7] |
+| dedupe + row lock in one statement, no no-op `UPDATE`, derivatives read only for a `ready` row | 413939c | 6.0 / 2.0 | 880 / 950 µs | 507 / 520 µs | 870 [2.8] / 472 [5.3] |
+| `core.db.plain_tenant_transaction`: `BEGIN` + tenant setting in one query, no reset query on release | dff3d22 | 4.0 / 2.0 | 679 / 882 µs | 370 / 470 µs | 1,071 [2.5] / 1,000 [4.9] |
+| dedupe + the guarded `UPDATE` (`core.transition.guarded_update`) in one statement | f3345f3 | 3.0 / 2.0 | 967 / 690 µs | 513 / 350 µs | 589 [2.1] / 971 [3.8] |
+
+Where a moving event's CPU goes now (py-spy over this script): in the consumer, the two Redis script calls through
+redis-py are about a third (the publication about 23 %, the cache write about 12 %: connection pool, command
+packing, reply parsing), asyncpg's three statements and the event loop's socket writes and reads most of the rest,
+parsing, documents and JSON a few per cent. On two shared cores the whole path (consumer + PostgreSQL + Redis,
+about 1.3–1.7 ms of CPU per event) is what bounds the rate; the rate swings with what else the machine runs.
 """
+
+
+def _us(seconds: float, events: int) -> str:
+    return f"{seconds / events * 1e6:,.0f} µs"
 
 
 def render(legs: list[Leg], command: str, args: argparse.Namespace) -> str:
     rows = "\n".join(
         f"| {'queue leg from memory (`MemoryQueue`, the consumer’s receive interface)' if leg.name == 'memory' else 'through moto’s SQS (`moto_server`, own process)'} "
-        f"| {leg.events:,} | {leg.applied:,} | **{leg.rate:,.0f}** | {leg.cpu_seconds / leg.events * 1e6:,.0f} µs "
-        f"| {leg.postgres / leg.events:.1f} | {leg.redis / leg.events:.1f} |"
+        f"| {leg.events:,} | {leg.applied:,} | **{leg.rate:,.0f}** | {_us(leg.cpu_seconds, leg.events)} "
+        f"| {_us(leg.postgres_cpu, leg.events)} | {_us(leg.redis_cpu, leg.events)} "
+        f"| {leg.postgres / leg.events:.1f} | {leg.redis / leg.events:.1f} | {leg.load[0]:.1f} → {leg.load[1]:.1f} |"
         for leg in legs
     )
     memory = legs[0]
+    verdict = "reached" if memory.rate >= 1000 else "not reached in this run"
     return f"""{HEADING}
 
-Command: `{command}` ({platform.machine()}, {os.cpu_count()} CPUs shared by the consumer process, PostgreSQL, Redis
-and moto; Python {platform.python_version()}).
+Command: `{command}` ({platform.machine()}, {os.cpu_count()} CPUs shared by the consumer process, PostgreSQL, Redis,
+moto and other work on the machine — the load average is beside each row; Python {platform.python_version()}).
 
 One process runs the app's lifespan (PostgreSQL pool, Redis client, status cache, the real-time node and its Redis
 broker) and an `EventConsumer` (`core.queue_consumer.QueueConsumer`, `BUILDPEER_EVENTS_CONCURRENCY`
-= {args.concurrency} events at once, batches of ten, three batches in flight) with a real `EventApplier`: per event one
-tenant transaction (dedupe in `processed_events`, row lock, forward-only `UPDATE`, derivatives), the document
-written through to the status cache, and the publication to the upload's four channels (`project:`, `upload:`,
-`user:`, `tenant:`) through the broker. Each event moves one upload `uploading → uploaded`
-(`upload.completed`); {args.projects} projects. Round trips are counted in the consumer process at the client
-libraries (asyncpg statements incl. BEGIN/COMMIT; redis-py command/pipeline writes, cache and broker).
+= {args.concurrency} events at once, batches of ten, three batches in flight) with a real `EventApplier`. Per event: one
+tenant transaction (`core.db.plain_tenant_transaction`: `BEGIN` and the tenant setting in one simple query; one
+statement for the dedupe record in `processed_events` and the guarded `UPDATE` of `core.transition`, which locks
+the row; `COMMIT`; no asyncpg reset query on release), the document written through to the status cache (one
+script call), and the publication to the upload's four channels (`project:`, `upload:`, `user:`, `tenant:`) in one
+script call (`Broker.publish_many`; on a Redis Cluster one call per slot). Each event moves one upload
+`uploading → uploaded` (`upload.completed`); {args.projects} projects. Round trips are counted in the consumer
+process at the client libraries (asyncpg statements incl. BEGIN/COMMIT and the pool's reset; redis-py command or
+pipeline writes, cache and broker); CPU per event is the consumer process's, and PostgreSQL's (postmaster and
+backends) and Redis's from /proc over the same interval.
 
-| leg | events | applied (checked in PostgreSQL) | events/s | consumer CPU / event | PostgreSQL round trips / event | Redis round trips / event |
-|---|---|---|---|---|---|---|
+| leg | events | applied (checked in PostgreSQL) | events/s | consumer CPU / event | PostgreSQL CPU / event | Redis CPU / event | PostgreSQL round trips / event | Redis round trips / event | load (1 min) |
+|---|---|---|---|---|---|---|---|---|---|
 {rows}
 
-**{memory.rate:,.0f} events/s per consumer process** with the queue leg from memory (target ≥ 1,000). The SQS row
+**{memory.rate:,.0f} events/s per consumer process** with the queue leg from memory: target ≥ 1,000 {verdict}. The SQS row
 adds moto's `ReceiveMessage` / `DeleteMessageBatch` over HTTP (moto is a single Python process whose receive
 cost grows with queue depth; real SQS is a network round trip per batch of ten).
-{NOTES if memory.rate < 1000 else ""}"""
+{STEPS}"""
 
 
 @contextlib.contextmanager

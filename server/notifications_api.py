@@ -391,7 +391,10 @@ async def list_suppressions(request: Request) -> Response:
         try:
             cursor = email_feedback.parse_address(cursor)
         except email_feedback.InvalidAddress:
-            raise bad_request("cursor: give the next_cursor of the previous page", "invalid_query") from None
+            # an opaque cursor the schema cannot check: the page it names does not exist
+            raise ApiError(
+                404, "invalid_cursor", "cursor: give the next_cursor of the previous page"
+            ) from None
     async with tenant_transaction(request.app.state.pool, principal.tenant_id, readonly=True) as conn:
         items, next_cursor = await email_feedback.suppressions(
             conn, principal.tenant_id, after=cursor, limit=int(raw_limit)
@@ -439,7 +442,7 @@ openapi.describe(
         ],
         "responses": {
             "200": openapi.json_response("EmailSuppressionPage"),
-            **openapi.errors(400, 401, 403),
+            **openapi.errors(400, 401, 403, 404),
         },
     },
     SUPPRESSION_SCHEMAS,

@@ -37,12 +37,17 @@ FILE_NAME = {
 }
 # Metadata values: text up to 1,024 characters or numbers (kept as text); keys outside 1-64
 # characters are dropped.
-METADATA_VALUE = {"anyOf": [{"type": "string", "maxLength": 1024}, {"type": "number"}]}
+# Text with a NUL cannot be stored: any route answers it 400 `invalid_text`.
+STORABLE_TEXT = r"^[^\x00]*$"
+METADATA_VALUE = {
+    "anyOf": [{"type": "string", "maxLength": 1024, "pattern": STORABLE_TEXT}, {"type": "number"}]
+}
 METADATA = {
     "type": "object",
     "required": ["projectId"],
     "properties": {"projectId": UUID, "size": FILE_SIZE},
     "additionalProperties": METADATA_VALUE,
+    "propertyNames": {"pattern": STORABLE_TEXT},
     "maxProperties": 32,
 }
 SCHEMAS: dict[str, Any] = {
@@ -508,7 +513,7 @@ def _sign_metadata(size: dict[str, Any]) -> dict[str, Any]:
             "type": MIME,
         },
         "additionalProperties": METADATA_VALUE,
-        "propertyNames": {"minLength": 1, "maxLength": 64},
+        "propertyNames": {"minLength": 1, "maxLength": 64, "pattern": STORABLE_TEXT},
         "maxProperties": 32,
     }
 

@@ -48,6 +48,19 @@ from bench.results import write_section  # noqa: E402
 
 HEADING = "## Fan-out"
 
+# What each step of issue 16 removed and gained (2,000 clients unless said; figures from
+# runs of this script on the shared 2-core machine, load noted).
+STEPS = """What each step removed and gained (issue 16; 2,000 clients, `--clients 2000` runs, load noted):
+
+1. **Baseline** (load 4.0): hub p50 96 ms / p99 409 ms, 27,926 deliveries/s, 33.7 KiB per idle connection; socket.io p99 1,213 ms, 9,340/s, 41.7 KiB (3.0x, 0.34x).
+2. **Clients outside and cheap** (`bench/rawws.py` instead of a `websockets` client object, task and coroutine wake-up per connection, for both servers; load 9): the three client processes no longer spend more CPU than the server they measure. Hub p50 92 ms / p99 616 ms; socket.io p99 9,059 ms under that load.
+3. **No task per write** (`server/realtime/writer.py`: the writers given something in one loop iteration are written in one `call_soon` callback, each write's coroutine driven to completion there; only a write that has to wait becomes a task; load 8): 26.5k → 129k deliveries/s.
+4. **Where the p99 was**: a probe of the server's `gc.callbacks` showed full collections of 0.3–1 s (up to 960 ms) walking every object the process had made since start, with each publication's deliveries waiting behind them — the 1-in-20 outliers (one publication at 300+ ms for all clients, the rest at 10–60 ms). `buildpeer serve` freezes the heap it starts with and raises the young threshold (`server/gc_policy.py`); this benchmark now runs `buildpeer serve` itself (it ran a bare Starlette app under other uvicorn settings).
+5. **Lighter connections** (load 3): per idle connection 138 → 114 objects tracked by the collector (measured before the front door); the transport speaks ASGI `receive`/`send` (no Starlette `WebSocket`, its header views and coroutine layers), the route is a plain ASGI endpoint that `WebSocketFront` reaches before the middleware stack (each middleware was a suspended coroutine per connection), an idle session holds no last frame or commands and no `asyncio.Event`, the writer holds no deque while idle, uvicorn's WebSocket keepalive timer is off (the protocol pings each client): 32.1 → 23.5 KiB.
+
+uvicorn 0.54's WebSocket implementations, RSS growth per idle connection at 3,000 connections (same run, load ~5): a bare ASGI app 25.9 KiB (`websockets`, legacy, several tasks per connection) / 18.7 (`websockets-sansio`) / 17.0 (`wsproto`); a bare Starlette route 31.2 / 23.9 / 22.1. Under `buildpeer serve` at 2,000: sansio 23.5 KiB, wsproto 21.1 KiB (p99 116 vs 134 ms, within the noise). `buildpeer serve` stays on websockets-sansio: permessage-deflate, which browsers always negotiate (the bench clients do not), keeps 12-bit windows there and 15-bit ones in uvicorn's wsproto (several times the memory per compressed connection).
+"""
+
 
 # --- the peer (run as `fanout.py serve-sio`; the hub is `buildpeer serve`) ---
 
@@ -432,7 +445,7 @@ async def run(settings: Any, n: int, paced: int, burst: int, workers: int) -> li
     return results
 
 
-def report(results: list[Result], command: str, workers: int) -> str:
+def report(results: list[Result], command: str, workers: int, self_load: tuple[float, ...]) -> str:
     from importlib.metadata import version
 
     lines = [
@@ -442,13 +455,16 @@ def report(results: list[Result], command: str, workers: int) -> str:
         f"Python {platform.python_version()}, "
         f"python-socketio {version('python-socketio')}, uvicorn {version('uvicorn')}).",
         "",
-        "One channel / room, every client subscribed; the server in its own process, the clients spread over "
-        f"{workers} client processes (raw protocol-level WebSocket clients on uvloop, same cost for both sides); "
-        "publications go through the same Redis, from this process. Latency: paced publications (one every "
-        "250 ms), publish→receive across all clients. Deliveries/s: a burst published back to back, until "
-        "every client has every message (first publish → last receive). Memory: server RSS growth after all "
-        f"clients connected and subscribed, per connection. Load average at the end {os.getloadavg()[0]:.1f} "
-        "(the machine is shared).",
+        "One channel / room, every client subscribed. Each server in its own process: the hub is `buildpeer "
+        "serve` (the whole app, one worker, uvicorn websockets-sansio), socket.io under uvicorn's defaults. "
+        f"The clients are spread over {workers} client processes on uvloop, the same minimal protocol-level "
+        "WebSocket client for both sides (`bench/rawws.py`: one asyncio.Protocol per connection, no task or "
+        "coroutine per message, so the load generator is not what is measured); publications go through the "
+        "same Redis, from this process. Latency: paced publications (one every 250 ms), publish→receive across "
+        "all clients (one clock: same machine). Deliveries/s: a burst published back to back, until every "
+        "client has every message (first publish → last receive). Memory: server RSS growth after all "
+        f"clients connected and subscribed, per connection. Load average: {self_load[0]:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end (the machine is shared).",
         "",
         "| server | clients | p50 latency | p99 latency | deliveries/s "
         "| memory per idle connection | connect all |",
@@ -472,6 +488,7 @@ def report(results: list[Result], command: str, workers: int) -> str:
     lines.append("")
     lines.append("Targets: ≥ 5x python-socketio's deliveries/s and ≤ 0.25x its p99 at both sizes.")
     lines.append("")
+    lines.append(STEPS)
     return "\n".join(lines) + "\n"
 
 
@@ -502,6 +519,7 @@ def main() -> None:
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    load_at_start = os.getloadavg()
     with services() as settings:
         results = [
             result
@@ -509,7 +527,7 @@ def main() -> None:
             for result in asyncio.run(run(settings, n, args.paced, args.burst, args.client_procs))
         ]
     command = ".venv/bin/python bench/fanout.py " + " ".join(a for a in sys.argv[1:] if a != "--write")
-    section = report(results, command.strip(), args.client_procs)
+    section = report(results, command.strip(), args.client_procs, load_at_start)
     print(section)
     if args.write:
         write_section(HEADING, section)

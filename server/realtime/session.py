@@ -4,8 +4,7 @@ replies and pushes in its :class:`~server.realtime.writer.Writer`.
 The session talks only to its node, through :class:`ClientNode`, and only to its peer
 through a :class:`~server.realtime.transport.Transport`. One task per session: the
 coroutine serving it reads commands; the writer has a task only while a write waits
-(a client not reading);
-ping, pong and expiry are event-loop timers. ``disconnect`` is synchronous and
+(a client not reading); ping, pong and expiry are event-loop timers. ``disconnect`` is synchronous and
 idempotent: the node forgets the session at once (fan-out never waits on a dead or slow
 client), the reader is interrupted, what is queued is flushed (nothing, for a slow
 client) and the transport is closed with the disconnect's code within a deadline.

@@ -45,19 +45,28 @@ class RateLimitMiddleware:
         state = scope["app"].state
         settings: Settings = state.settings
         redis: RedisClient | None = getattr(state, "redis", None)
-        checks: list[tuple[str, str, int]] = []
-        if settings.rate_limit_ip_per_minute and scope.get("client"):
-            checks.append(("ip", scope["client"][0], settings.rate_limit_ip_per_minute))
-        if settings.rate_limit_tenant_per_minute:
-            tenant = await _tenant(scope, state.verifier)
-            if tenant:
-                checks.append(("tenant", tenant, settings.rate_limit_tenant_per_minute))
+        client = scope["client"][0] if scope.get("client") else None
+        tenant = await _tenant(scope, state.verifier) if settings.rate_limit_tenant_per_minute else None
+        checks = limits_for(settings, client=client, tenant=tenant)
         if checks and redis is not None:
-            retry_after = await _over_limit(redis, checks)
+            retry_after = await over_limit(redis, checks)
             if retry_after:
-                await _reject(send, retry_after)
+                await reject(send, retry_after)
                 return
         await self.app(scope, receive, send)
+
+
+Check = tuple[str, str, int]  # (kind, identity, requests per minute)
+
+
+def limits_for(settings: Settings, *, client: str | None, tenant: str | None) -> list[Check]:
+    """The windows a request counts in: its client address's and its tenant's, where set."""
+    checks: list[Check] = []
+    if settings.rate_limit_ip_per_minute and client:
+        checks.append(("ip", client, settings.rate_limit_ip_per_minute))
+    if settings.rate_limit_tenant_per_minute and tenant:
+        checks.append(("tenant", tenant, settings.rate_limit_tenant_per_minute))
+    return checks
 
 
 async def _tenant(scope: Scope, verifier: TokenVerifier) -> str | None:
@@ -73,7 +82,7 @@ async def _tenant(scope: Scope, verifier: TokenVerifier) -> str | None:
     return None
 
 
-async def _over_limit(redis: RedisClient, checks: list[tuple[str, str, int]]) -> int:
+async def over_limit(redis: RedisClient, checks: list[Check]) -> int:
     """Count this request in each window; seconds until the window ends when over."""
     now = time.time()
     window = int(now // WINDOW_SECONDS)
@@ -93,7 +102,8 @@ async def _over_limit(redis: RedisClient, checks: list[tuple[str, str, int]]) ->
     return 0
 
 
-async def _reject(send: Send, retry_after: int) -> None:
+async def reject(send: Send, retry_after: int) -> None:
+    """The 429 answer, with ``Retry-After``."""
     body = orjson.dumps(
         {
             "error": {"code": "rate_limited", "message": f"too many requests; retry in {retry_after} s"},

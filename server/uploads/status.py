@@ -35,8 +35,7 @@ from server.middleware import VARY_ORIGIN, latency_observer, request_id, tracing
 from server.permissions import authenticate, id_text, parse_bearer, parse_uuid, verify_bearer
 from server.proxies import TrustedProxies
 from server.status_cache import StatusCache, cache_key
-from server.uploads import store
-from server.uploads.ratelimit import _over_limit, _reject
+from server.uploads import ratelimit, store
 
 STATUS_DB_READS = Counter(
     "buildpeer_upload_status_db_reads_total", "Upload status reads that missed Redis and read PostgreSQL"
@@ -251,7 +250,7 @@ class StatusFastPath:
                 retry_after = await self._over_limit(scope, state, settings, principal)
             if retry_after:
                 status = 429
-                await _reject(_adding(send, extra), retry_after)
+                await ratelimit.reject(_adding(send, extra), retry_after)
                 return
             try:
                 status, headers, body = await self.endpoint.answer(state, principal, upload, if_none_match)
@@ -268,18 +267,14 @@ class StatusFastPath:
 
     async def _over_limit(self, scope: Scope, state: Any, settings: Settings, principal: Principal) -> int:
         """What :class:`server.uploads.ratelimit.RateLimitMiddleware` counts for this request."""
-        checks: list[tuple[str, str, int]] = []
-        if settings.rate_limit_ip_per_minute and scope.get("client"):
-            client = scope["client"][0]
-            if self.proxies.networks:
-                client = self.proxies.client(client, scope["headers"])[0]
-            checks.append(("ip", client, settings.rate_limit_ip_per_minute))
-        if settings.rate_limit_tenant_per_minute:
-            checks.append(("tenant", str(principal.tenant_id), settings.rate_limit_tenant_per_minute))
+        client = scope["client"][0] if scope.get("client") else None
+        if client and self.proxies.networks:
+            client = self.proxies.client(client, scope["headers"])[0]
+        checks = ratelimit.limits_for(settings, client=client, tenant=str(principal.tenant_id))
         redis = getattr(state, "redis", None)
         if not checks or redis is None:
             return 0
-        return await _over_limit(redis, checks)
+        return await ratelimit.over_limit(redis, checks)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, exc: Exception) -> int:
         """The app's exception handler for ``exc`` (by its class's MRO, as Starlette looks it

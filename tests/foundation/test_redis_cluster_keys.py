@@ -23,7 +23,7 @@ from server.realtime.redis_broker import RedisBroker
 from server.session_cookie import SessionStore
 from server.status_cache import StatusCache, cache_key
 from server.uploads.changes import ProgressThrottle
-from server.uploads.ratelimit import _over_limit, window_key
+from server.uploads.ratelimit import over_limit, window_key
 from server.uploads.status import access_key
 from subscribers.digest import scheduler, service
 
@@ -63,9 +63,9 @@ async def test_status_mget_and_versioned_put(cluster: RedisCluster) -> None:
 async def test_rate_limit_pipeline(cluster: RedisCluster) -> None:
     tenant = str(uuid.uuid4())
     checks = [("ip", "10.1.2.3", 2), ("tenant", tenant, 2)]
-    assert await _over_limit(cluster, checks) == 0
-    assert await _over_limit(cluster, checks) == 0
-    assert await _over_limit(cluster, checks) > 0  # third request in the window: over
+    assert await over_limit(cluster, checks) == 0
+    assert await over_limit(cluster, checks) == 0
+    assert await over_limit(cluster, checks) > 0  # third request in the window: over
     window = int(time.time() // 60)
     assert int(await cluster.get(window_key("tenant", tenant, window)) or 0) >= 3
     # one identity's windows share a slot

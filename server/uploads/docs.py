@@ -587,8 +587,8 @@ def _document_sign() -> None:
             "declared), "
             "`GET` (ListParts), `POST` (CompleteMultipartUpload, signed with `If-None-Match: *` and answered "
             "with `headers` the client must send: S3 never replaces an object that exists (412); the "
-            "upload moves on when S3's ObjectCreated event arrives), `DELETE` (AbortMultipartUpload; the upload fails with `aborted`). A key and "
-            "UploadId "
+            "upload moves on when S3's ObjectCreated event arrives), `DELETE` (AbortMultipartUpload; the "
+            "upload fails with `aborted`). A key and UploadId "
             "must be one of the caller's uploads (404 otherwise); the first request carrying an UploadId "
             "binds "
             "it after S3 lists that upload for the key.",
@@ -609,7 +609,6 @@ def _document_sign() -> None:
                                 "additionalProperties": {"type": "string"},
                                 "description": "Signed headers to send with the S3 request",
                             },
-                            "headers": {"type": "object", "additionalProperties": {"type": "string"}},
                             "id": UUID,
                         },
                     },

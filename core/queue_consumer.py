@@ -518,3 +518,36 @@ class QueueConsumer:
                 )
                 continue
             self.stats.released += len(reply.get("Successful", []))
+
+
+class QueueComponent:
+    """An app component that is one :class:`QueueConsumer` (events, push, email events): it
+    starts and stops the consumer, and its ``stop`` raises when the loop had crashed, so the
+    owner's shutdown surfaces the crash. Subclasses build ``self._consumer``."""
+
+    name = "queue-consumer"
+    _consumer: QueueConsumer
+
+    @property
+    def error(self) -> BaseException | None:
+        """Why the consumer's task ended, if it crashed."""
+        return self._consumer.error
+
+    @property
+    def stats(self) -> ConsumerStats:
+        return self._consumer.stats
+
+    @property
+    def held(self) -> bool:
+        return self._consumer.held
+
+    async def start(self) -> None:
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        """Finish the poll in flight and the messages in hand (up to the consumer's
+        ``stop_timeout``: the poll is not cancelled, or SQS would hand its messages to an
+        abandoned request); raises if the loop had crashed."""
+        await self._consumer.stop()
+        if self._consumer.error is not None:
+            raise RuntimeError(f"{self.name} had crashed") from self._consumer.error

@@ -11,13 +11,22 @@ from typing import Any
 
 from core import resources
 from core.errors import Transient, as_transient
-from core.queue_consumer import ConsumerConfig, Message, Outcome, Probe, QueueConsumer, Result, per_message
+from core.queue_consumer import (
+    ConsumerConfig,
+    Message,
+    Outcome,
+    Probe,
+    QueueComponent,
+    QueueConsumer,
+    Result,
+    per_message,
+)
 from subscribers.email_feedback import FeedbackHandler, InvalidFeedback
 
 log = logging.getLogger(__name__)
 
 
-class EmailEventsConsumer:
+class EmailEventsConsumer(QueueComponent):
     name = "email-events-consumer"
 
     def __init__(
@@ -44,16 +53,6 @@ class EmailEventsConsumer:
     @classmethod
     def queue_for(cls, stack: str) -> str:
         return resources.queue_name(stack, resources.EMAIL_EVENTS.name)
-
-    @property
-    def error(self) -> BaseException | None:
-        return self._consumer.error
-
-    async def start(self) -> None:
-        await self._consumer.start()
-
-    async def stop(self) -> None:
-        await self._consumer.stop()
 
     async def _handle(self, message: Message) -> Result:
         try:

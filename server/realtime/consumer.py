@@ -29,10 +29,10 @@ from core.events import InvalidEvent, parse_event
 from core.publish import EventPublisher
 from core.queue_consumer import (
     ConsumerConfig,
-    ConsumerStats,
     Message,
     Outcome,
     Probe,
+    QueueComponent,
     QueueConsumer,
     Result,
     per_message,
@@ -47,7 +47,7 @@ QUEUE = "events"
 BATCHES_IN_FLIGHT = 3
 
 
-class EventConsumer:
+class EventConsumer(QueueComponent):
     """Background component polling the ``events`` queue."""
 
     name = "events-consumer"
@@ -106,28 +106,6 @@ class EventConsumer:
             stop_timeout=settings.realtime_shutdown_seconds,
             probe=probe,
         )
-
-    @property
-    def error(self) -> BaseException | None:
-        """Why the consumer's task ended, if it crashed."""
-        return self._consumer.error
-
-    @property
-    def stats(self) -> ConsumerStats:
-        return self._consumer.stats
-
-    @property
-    def held(self) -> bool:
-        return self._consumer.held
-
-    async def start(self) -> None:
-        await self._consumer.start()
-
-    async def stop(self) -> None:
-        """Finish what is in hand (up to ``stop_timeout``); raises if the loop had crashed."""
-        await self._consumer.stop()
-        if self._consumer.error is not None:
-            raise RuntimeError("events consumer had crashed") from self._consumer.error
 
     async def _handle_message(self, message: Message) -> Result:
         parent = from_message_attributes(message.get("MessageAttributes"))

@@ -19,10 +19,10 @@ from core.errors import Transient, as_transient
 from core.events import InvalidEvent
 from core.queue_consumer import (
     ConsumerConfig,
-    ConsumerStats,
     Message,
     Outcome,
     Probe,
+    QueueComponent,
     QueueConsumer,
     Result,
     per_message,
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 QUEUE = "push"
 
 
-class PushConsumer:
+class PushConsumer(QueueComponent):
     name = "push-consumer"
 
     def __init__(
@@ -70,27 +70,6 @@ class PushConsumer:
     @classmethod
     def queue_for(cls, stack: str) -> str:
         return resources.queue_name(stack, QUEUE)
-
-    @property
-    def error(self) -> BaseException | None:
-        """Why the consumer's task ended, if it crashed."""
-        return self._consumer.error
-
-    @property
-    def stats(self) -> ConsumerStats:
-        return self._consumer.stats
-
-    async def start(self) -> None:
-        await self._consumer.start()
-
-    async def stop(self) -> None:
-        """Finish the poll in flight and the messages it brings, then return. The poll is
-        not cancelled: SQS would still hand its messages to the abandoned request, hiding
-        them for a whole visibility timeout. Past ``stop_timeout`` the task is cancelled.
-        Raises if the loop had crashed (the owner's shutdown surfaces it)."""
-        await self._consumer.stop()
-        if self._consumer.error is not None:
-            raise RuntimeError("push consumer had crashed") from self._consumer.error
 
     async def _handle(self, message: Message) -> Result:
         try:

@@ -273,6 +273,7 @@ class Settings:
         _float(0.01), 180.0, "Time limit of one PDF, all pages (under the document function's timeout)"
     )
     worker_concurrency: int = _setting(_int(1, 100), 4, "Concurrent handler invocations per queue")
+    worker_wait_seconds: int = _setting(_int(0, 20), 20, "SQS long-poll wait of `buildpeer worker`")
     image_max_pixels: int = _setting(
         _int(1),
         60_000_000,

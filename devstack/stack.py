@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import secrets
 import sys
 import uuid
@@ -37,6 +38,10 @@ DEMO_USERS = (
     ("field_worker", "campo@demo.buildpeer.example"),
     ("investor", "inversionista@demo.buildpeer.example"),
 )
+# The SQS long polls of the server's consumers and of the worker, unless set: a stop waits for
+# the poll in flight, so with SQS's 20 s Ctrl-C took as long.
+DEV_POLLS = ("events_wait_seconds", "push_wait_seconds", "worker_wait_seconds")
+DEV_POLL_SECONDS = 2
 
 
 class DevStackError(RuntimeError):
@@ -131,6 +136,9 @@ class DevStack:
             self._started("smtp sink", sink.stop)
             changes["smtp_url"] = sink.url
             self.say(f"email       SMTP sink {sink.url}, messages kept as .eml in {self.var / 'mail'}")
+        for name in DEV_POLLS:  # unless set: Ctrl-C waits for each long poll in flight
+            if f"BUILDPEER_{name.upper()}" not in os.environ:
+                changes[name] = DEV_POLL_SECONDS
         self.settings = s = s.replace(**changes)
         applied = asyncio.run(migrate(s.owner_database_url or ""))
         self.say(f"migrations  {len(applied)} applied")
@@ -200,6 +208,7 @@ class DevStack:
             "BUILDPEER_JWT_SECRET": s.jwt_secret,
             "BUILDPEER_BUCKET": s.bucket,
             "BUILDPEER_STACK": s.stack,
+            "BUILDPEER_WORKER_WAIT_SECONDS": str(s.worker_wait_seconds),
             "BUILDPEER_API_URL": f"http://{s.host}:{s.port}",
             "BUILDPEER_TOKEN": self.tokens()["field_worker"],
             "BUILDPEER_DEMO_PROJECT": self.demo["projects"][0],

@@ -129,12 +129,15 @@ class Worker:
         self,
         settings: Settings,
         *,
-        poll_wait_seconds: int = 20,
+        poll_wait_seconds: int | None = None,
         sweep_interval_seconds: float = 60.0,
         drain_seconds: float = DRAIN_SECONDS,
     ) -> None:
         self.settings = settings
-        self.poll_wait_seconds = poll_wait_seconds
+        # A stop waits for the poll in flight (its messages would otherwise be hidden).
+        self.poll_wait_seconds = (
+            settings.worker_wait_seconds if poll_wait_seconds is None else poll_wait_seconds
+        )
         self.sweep_interval_seconds = sweep_interval_seconds
         self.drain_seconds = drain_seconds
         self.consumers: dict[str, QueueConsumer] = {}

@@ -79,6 +79,8 @@ def test_dev_serves_health_and_keeps_data_between_runs(tmp_path: Path) -> None:
         assert env_file.count("BUILDPEER_DATABASE_URL=") == 1
         for variable in ("CLAMD_URL", "FCM_CREDENTIALS", "FCM_ENDPOINT", "SMTP_URL"):
             assert f"BUILDPEER_{variable}=" in env_file, variable
+        # short SQS long polls (nothing set them), so a stop does not wait out 20 s polls
+        assert "BUILDPEER_WORKER_WAIT_SECONDS=2\n" in env_file
         commands = [" ".join(c.cmdline()) for c in psutil.Process(first.pid).children(recursive=True)]
         assert any("cli.main worker" in c for c in commands), commands
         assert any("clamd" in c for c in commands), commands

@@ -239,6 +239,10 @@ async def worker_loop(
         for ref in refs:
             if (await upload_row(check, ref))["status"] not in {"ready", "failed", "quarantined"}:
                 return False
+            # A photo is `ready` without the document step, whose (skipping) message may still
+            # be held in its queue after the outage: wait until every queue has had its say.
+            if set(await steps(check, ref)) != {"scan", "metadata", "image", "document"}:
+                return False
         for ref in refs:
             assert (await upload_row(check, ref))["status"] == "ready"
             # each step claimed once: no receive during the outage got as far as running it twice

@@ -15,7 +15,7 @@ import boto3
 from core.db import tenant_transaction
 from core.events import Event, parse_event
 from core.keys import original_key, upload_prefix
-from core.resources import queue_name
+from core.resources import PROCESSORS, queue_name
 from core.settings import Settings
 from devstack.aws import DUMMY_CREDENTIALS, Provisioned, provision
 from tests.conftest import Stack, TenantFixture
@@ -155,6 +155,23 @@ async def steps(pool: asyncpg.Pool, ref: UploadRef) -> dict[str, asyncpg.Record]
     async with tenant_transaction(pool, ref.tenant_id) as conn:
         rows = await conn.fetch("SELECT * FROM processing_steps WHERE upload_id = $1", ref.upload_id)
     return {r["processor"]: r for r in rows}
+
+
+async def settled_steps(
+    pool: asyncpg.Pool, ref: UploadRef, *, within: float = 60
+) -> dict[str, asyncpg.Record]:
+    """Every processor's step, once each has had its say. An upload is ``ready`` when its
+    applicable steps are done, so a step that does not apply (the document step of a photo)
+    may still be on its way: its skip lands after ``ready``."""
+    everyone = {spec.name for spec in PROCESSORS}
+    deadline = time.monotonic() + within
+    while True:
+        found = await steps(pool, ref)
+        if set(found) == everyone and all(r["state"] != "running" for r in found.values()):
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"steps not settled: {[dict(r) for r in found.values()]}")
+        await asyncio.sleep(0.2)
 
 
 async def derivatives(pool: asyncpg.Pool, ref: UploadRef) -> dict[str, asyncpg.Record]:

@@ -18,6 +18,7 @@ from tests.pipeline.helpers import (
     derivatives,
     derived_keys,
     get_bytes,
+    settled_steps,
     steps,
     wait_status,
 )
@@ -78,7 +79,7 @@ async def test_rotated_jpeg_with_gps_becomes_ready(
         tenant.users["field_worker"],
     )
     assert done.status == "ready"
-    assert {name: s["state"] for name, s in (await steps(pool, ref)).items()} == {
+    assert {name: s["state"] for name, s in (await settled_steps(pool, ref)).items()} == {
         "scan": "done",
         "metadata": "done",
         "image": "done",

@@ -32,6 +32,7 @@ from tests.pipeline.helpers import (
     derivatives,
     derived_keys,
     isolated_stack,
+    settled_steps,
     steps,
     wait_status,
 )
@@ -105,7 +106,7 @@ async def test_message_of_a_killed_worker_comes_back_and_is_applied_once(
         row = await wait_status(pool, ref, final={"ready", "failed", "quarantined"}, within=45)
         assert (row["status"], row["reason_code"]) == ("ready", None)
 
-        done = await steps(pool, ref)
+        done = await settled_steps(pool, ref)
         assert {name: s["state"] for name, s in done.items()} == {
             "scan": "done",
             "metadata": "done",

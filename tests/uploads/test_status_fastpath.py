@@ -4,19 +4,16 @@ stack answers — headers, errors, the latency histogram, rate limits."""
 
 from __future__ import annotations
 
-import random
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 from prometheus_client import REGISTRY
 
 from core.settings import Settings
-from server.app import create_app
 from tests import redis_backends
 from tests.conftest import TenantFixture
 from tests.uploads.conftest import create_multipart
+from tests.uploads.test_ratelimit import limited_client, random_ip
 
 # Every test here runs on the single Redis and on a real six-process Redis Cluster.
 settings = redis_backends.settings
@@ -31,19 +28,6 @@ def polls(status: int) -> float:
 
 def shape(r: httpx.Response) -> tuple[int, bytes, tuple[str, ...]]:
     return r.status_code, r.content, tuple(sorted(r.headers.keys()))
-
-
-@asynccontextmanager
-async def app_client(settings: Settings, ip: str = "127.0.0.1") -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, run_components=False)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=(ip, 40000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            yield c
-
-
-def random_ip() -> str:
-    return f"10.{random.randrange(256)}.{random.randrange(256)}.{random.randrange(1, 255)}"
 
 
 async def test_a_poll_answers_as_the_middleware_stack_does(
@@ -123,7 +107,7 @@ async def test_rate_limits_count_fast_polls(
     mp = await create_multipart(client, t.auth("field_worker"), t.projects[0])
     url = f"/api/v1/uploads/{mp.id}"
     per_ip = settings.replace(rate_limit_ip_per_minute=3, rate_limit_tenant_per_minute=0)
-    async with app_client(per_ip, random_ip()) as c:
+    async with limited_client(per_ip, random_ip()) as c:
         # the first poll verifies the token (the stack), the next ones take the fast path
         codes = [(await c.get(url, headers=t.auth())).status_code for _ in range(3)]
         assert codes == [200, 200, 200]
@@ -134,7 +118,7 @@ async def test_rate_limits_count_fast_polls(
         assert over.headers["x-request-id"] and over.headers["vary"] == "Origin"
         assert polls(429) == before + 1
     per_tenant = settings.replace(rate_limit_ip_per_minute=0, rate_limit_tenant_per_minute=2)
-    async with app_client(per_tenant, random_ip()) as c1, app_client(per_tenant, random_ip()) as c2:
+    async with limited_client(per_tenant, random_ip()) as c1, limited_client(per_tenant, random_ip()) as c2:
         assert (await c1.get(url, headers=t.auth())).status_code == 200
         assert (await c2.get(url, headers=t.auth("investor"))).status_code == 200
         assert (await c1.get(url, headers=t.auth())).status_code == 429  # the tenant's budget

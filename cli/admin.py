@@ -11,9 +11,9 @@ from typing import Any
 import asyncpg
 
 from cli import CommandError
+from cli.database import command_pool
 from cli.output import add_json_flag, emit
 from core.auth import Role
-from core.db import DatabaseUnavailable, create_pool
 from core.settings import LOCALES, Settings
 from server import admin
 from server.auth import mint_token
@@ -81,18 +81,9 @@ Handler = Callable[[asyncpg.Pool, argparse.Namespace, Settings], Awaitable[tuple
 
 def _sync(handler: Handler) -> Callable[[argparse.Namespace, Settings], int]:
     def run(args: argparse.Namespace, settings: Settings) -> int:
-        if not settings.database_url:
-            raise CommandError("BUILDPEER_DATABASE_URL is not set (start `buildpeer dev` or set it)")
-
         async def go() -> tuple[dict[str, Any], str]:
-            try:
-                pool = await create_pool(settings.database_url or "", min_size=1, max_size=2)
-            except DatabaseUnavailable as exc:
-                raise CommandError(f"cannot reach the database: {exc}") from exc
-            try:
+            async with command_pool(settings) as pool:
                 return await handler(pool, args, settings)
-            finally:
-                await pool.close()
 
         try:
             result, human = asyncio.run(go())

@@ -9,8 +9,8 @@ import asyncio
 from datetime import date
 
 from cli import CommandError
+from cli.database import command_pool
 from cli.output import add_json_flag, emit
-from core.db import DatabaseUnavailable, create_pool
 from core.settings import Settings
 from server import redis_client
 from subscribers.digest.senders import sender_for
@@ -41,19 +41,15 @@ async def send_day(settings: Settings, day: date, *, force: bool) -> dict[str, i
         )
     if not (settings.unsubscribe_secret or settings.jwt_secret):
         raise CommandError("BUILDPEER_UNSUBSCRIBE_SECRET (or BUILDPEER_JWT_SECRET) is needed to sign links")
-    try:
-        pool = await create_pool(settings.database_url, min_size=1, max_size=4)
-    except DatabaseUnavailable as exc:
-        raise CommandError(f"cannot reach the database: {exc}") from exc
-    redis = redis_client.connect(settings.redis_url, cluster=settings.redis_cluster)
-    sender = sender_for(settings)
-    try:
-        service = DigestService(pool, redis, sender, S3Presigner.from_settings(settings), settings)
-        results = await service.run_day(day, force=force)
-    finally:
-        await sender.close()
-        await redis.aclose()  # type: ignore[attr-defined,unused-ignore]
-        await pool.close()
+    async with command_pool(settings, max_size=4) as pool:
+        redis = redis_client.connect(settings.redis_url, cluster=settings.redis_cluster)
+        sender = sender_for(settings)
+        try:
+            service = DigestService(pool, redis, sender, S3Presigner.from_settings(settings), settings)
+            results = await service.run_day(day, force=force)
+        finally:
+            await sender.close()
+            await redis.aclose()  # type: ignore[attr-defined,unused-ignore]
     return dict(results)
 
 

@@ -12,8 +12,9 @@ import uuid
 from typing import Any
 
 from cli import CommandError
+from cli.database import command_pool
 from cli.output import add_json_flag, emit
-from core.db import DatabaseUnavailable, create_pool, tenant_transaction
+from core.db import tenant_transaction
 from core.settings import Settings
 from subscribers import email_feedback
 
@@ -80,17 +81,9 @@ async def lift(settings: Settings, tenant_id: uuid.UUID, email: str) -> dict[str
 
 
 async def _in_tenant(settings: Settings, tenant_id: uuid.UUID, work: Any, *, readonly: bool) -> Any:
-    if not settings.database_url:
-        raise CommandError("BUILDPEER_DATABASE_URL is not set (start `buildpeer dev` or set it)")
-    try:
-        pool = await create_pool(settings.database_url, min_size=1, max_size=1)
-    except DatabaseUnavailable as exc:
-        raise CommandError(f"cannot reach the database: {exc}") from exc
-    try:
+    async with command_pool(settings, max_size=1) as pool:
         async with tenant_transaction(pool, tenant_id, readonly=readonly) as conn:
             return await work(conn)
-    finally:
-        await pool.close()
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
